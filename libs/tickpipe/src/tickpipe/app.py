@@ -1,0 +1,145 @@
+"""Composition root: settings -> adapters -> service handler -> runner, for one process."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from importlib.metadata import entry_points
+from types import FrameType
+
+from opentelemetry.trace import Tracer
+
+from tickpipe.bus.base import Bus
+from tickpipe.cache.base import Cache
+from tickpipe.cache.memory import MemoryCache
+from tickpipe.clock import Clock, LiveClock
+from tickpipe.ids import EventIds
+from tickpipe.runner import SourceRunner, StreamRunner
+from tickpipe.service import Handler, ServiceContext, ServiceSpec, Source
+from tickpipe.settings import PlatformSettings
+from tickpipe.telemetry import metrics
+from tickpipe.telemetry.http import HealthServer
+from tickpipe.telemetry.logs import configure_logging
+from tickpipe.telemetry.tracing import make_tracer, shutdown_tracing
+from tickpipe.topics import TopicNames
+
+log = logging.getLogger(__name__)
+
+SERVICE_ORDER = ("ingest", "feature", "inference", "risk", "execution")
+
+
+def load_specs() -> dict[str, ServiceSpec]:
+    """Services installed in this environment, found through their entry points."""
+    specs: dict[str, ServiceSpec] = {}
+    for ep in entry_points(group="tickpipe.services"):
+        spec = ep.load()
+        if not isinstance(spec, ServiceSpec):
+            raise TypeError(f"entry point {ep.name} is not a ServiceSpec: {spec!r}")
+        specs[spec.name] = spec
+    return specs
+
+
+def make_bus(settings: PlatformSettings) -> Bus:
+    if settings.bus == "kafka":
+        from tickpipe.bus.kafka import KafkaBus
+
+        return KafkaBus(settings.kafka_bootstrap, TopicNames(settings.topic_namespace))
+    from tickpipe.bus.memory import MemoryBus
+
+    return MemoryBus()
+
+
+def make_cache(settings: PlatformSettings, clock: Clock) -> Cache:
+    if settings.redis_url:
+        from tickpipe.cache.redis import RedisCache
+
+        return RedisCache(settings.redis_url, namespace=settings.topic_namespace or "tickpipe")
+    return MemoryCache(clock)
+
+
+def make_stream_runner(
+    spec: ServiceSpec, handler: Handler, ctx: ServiceContext, tracer: Tracer
+) -> StreamRunner:
+    settings = ctx.platform
+    group = settings.group(spec.name)
+    client_id = f"{spec.name}-{settings.instance_id}"
+    link = ctx.bus.link(
+        group=group,
+        topics=spec.inputs,
+        client_id=client_id,
+        transactional_id=f"{group}-{settings.instance_id}" if spec.transactional else None,
+    )
+    return StreamRunner(
+        service=spec.name,
+        group=group,
+        handler=handler,
+        link=link,
+        clock=ctx.clock,
+        ids=ctx.ids,
+        tracer=tracer,
+        batch_size=settings.batch_size,
+    )
+
+
+def run_service(name: str, settings: PlatformSettings | None = None,
+                stop: threading.Event | None = None) -> int:
+    """Run one service until SIGTERM/SIGINT (or, for a source, until it is exhausted)."""
+    settings = settings or PlatformSettings()
+    configure_logging(name, settings.log_level)
+    specs = load_specs()
+    if name not in specs:
+        raise SystemExit(f"unknown service {name!r}; installed: {', '.join(sorted(specs))}")
+    spec = specs[name]
+    stop = stop or threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("stopping", extra={"signal": signum})
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_signal)
+        signal.signal(signal.SIGINT, _on_signal)
+
+    clock = LiveClock()
+    ctx = ServiceContext(settings, make_bus(settings), make_cache(settings, clock), clock,
+                         EventIds(clock))
+    tracer = make_tracer(name)
+    built = spec.build(ctx)
+    port = settings.http_port if settings.http_port is not None else spec.default_http_port
+    ready = metrics.READY.labels(name)
+    try:
+        if not spec.inputs:
+            return _run_source(name, built, ctx, tracer, port, ready)  # type: ignore[arg-type]
+        runner = make_stream_runner(spec, built, ctx, tracer)  # type: ignore[arg-type]
+        server = HealthServer(settings.http_host, port, runner.ready).start() if port else None
+        log.info("started", extra={"group": settings.group(name), "inputs": spec.inputs,
+                                   "http_port": server.port if server else None})
+        timeout = settings.poll_timeout_ms / 1000
+        try:
+            while not stop.is_set():
+                runner.step(timeout)
+                ready.set(1 if runner.ready() else 0)
+        finally:
+            runner.close()
+            if server:
+                server.stop()
+        return 0
+    finally:
+        shutdown_tracing()
+        ctx.cache.close()
+
+
+def _run_source(name: str, source: Source, ctx: ServiceContext, tracer: Tracer,
+                port: int | None, ready: metrics.Gauge) -> int:
+    producer = ctx.bus.producer(f"{name}-{ctx.platform.instance_id}")
+    server = HealthServer(ctx.platform.http_host, port, lambda: True).start() if port else None
+    ready.set(1)
+    try:
+        n = SourceRunner(service=name, source=source, producer=producer, tracer=tracer).run()
+        log.info("source exhausted", extra={"published": n})
+        return 0
+    finally:
+        producer.close()
+        if server:
+            server.stop()

@@ -1,0 +1,184 @@
+"""In-memory bus with Kafka's semantics that services rely on.
+
+- Topics have partitions; a key always lands on the same partition (stable hash), so
+  per-key order holds.
+- Consumer groups: each group sees every record once; members of one group split the
+  partitions; uncommitted records are redelivered to whoever owns the partition next.
+- A member polls its partitions in global append order, so a single-threaded replay is
+  deterministic and interleaves topics as they were produced.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from tickpipe.bus.base import OutRecord, Record
+from tickpipe.topics import BY_NAME
+
+
+def partition_for(key: bytes | None, partitions: int, fallback: int) -> int:
+    if key is None:
+        return fallback % partitions
+    return zlib.crc32(key) % partitions
+
+
+@dataclass(slots=True)
+class _Entry:
+    seq: int
+    record: Record
+
+
+@dataclass
+class _Group:
+    members: list[MemoryLink] = field(default_factory=list)
+    committed: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+class MemoryBus:
+    def __init__(self, default_partitions: int = 1) -> None:
+        self._default_partitions = default_partitions
+        self._logs: dict[str, list[list[_Entry]]] = {}
+        self._groups: dict[str, _Group] = {}
+        self._seq = 0
+        self._lock = threading.RLock()
+
+    # -- topics ---------------------------------------------------------------------------
+    def _partitions(self, topic: str) -> list[list[_Entry]]:
+        log = self._logs.get(topic)
+        if log is None:
+            spec = BY_NAME.get(topic)
+            n = spec.partitions if spec is not None else self._default_partitions
+            log = [[] for _ in range(n)]
+            self._logs[topic] = log
+        return log
+
+    def append(self, rec: OutRecord) -> None:
+        with self._lock:
+            parts = self._partitions(rec.topic)
+            p = partition_for(rec.key, len(parts), self._seq)
+            offset = len(parts[p])
+            self._seq += 1
+            stored = Record(rec.topic, p, offset, rec.key, rec.value, rec.headers)
+            parts[p].append(_Entry(self._seq, stored))
+
+    def records(self, topic: str) -> list[Record]:
+        """Every record of a topic in append order (for summaries and tests)."""
+        with self._lock:
+            entries = [e for part in self._partitions(topic) for e in part]
+        return [e.record for e in sorted(entries, key=lambda e: e.seq)]
+
+    # -- groups ---------------------------------------------------------------------------
+    def _rebalance(self, group: _Group) -> None:
+        members = sorted(group.members, key=lambda m: m.client_id)
+        owned: dict[str, list[tuple[str, int]]] = {m.client_id: [] for m in members}
+        for topic in sorted({t for m in members for t in m.topics}):
+            subscribers = [m for m in members if topic in m.topics]
+            for p in range(len(self._partitions(topic))):
+                owned[subscribers[p % len(subscribers)].client_id].append((topic, p))
+        for m in members:
+            m._assign(owned[m.client_id], group.committed)
+
+    def join(self, member: MemoryLink) -> None:
+        with self._lock:
+            group = self._groups.setdefault(member.group, _Group())
+            group.members.append(member)
+            self._rebalance(group)
+
+    def leave(self, member: MemoryLink) -> None:
+        with self._lock:
+            group = self._groups[member.group]
+            group.members.remove(member)
+            self._rebalance(group)
+
+    def commit(self, group: str, offsets: dict[tuple[str, int], int]) -> None:
+        with self._lock:
+            self._groups[group].committed.update(offsets)
+
+    def entries_from(self, topic: str, partition: int, offset: int, limit: int) -> list[_Entry]:
+        with self._lock:
+            return self._partitions(topic)[partition][offset : offset + limit]
+
+    # -- Bus protocol -----------------------------------------------------------------------
+    def producer(self, client_id: str) -> MemoryProducer:
+        return MemoryProducer(self)
+
+    def link(
+        self,
+        *,
+        group: str,
+        topics: Sequence[str],
+        client_id: str,
+        transactional_id: str | None = None,
+    ) -> MemoryLink:
+        link = MemoryLink(self, group, tuple(topics), client_id)
+        self.join(link)
+        return link
+
+    def close(self) -> None:
+        return None
+
+
+class MemoryProducer:
+    def __init__(self, bus: MemoryBus) -> None:
+        self._bus = bus
+
+    def send(self, record: OutRecord) -> None:
+        self._bus.append(record)
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+class MemoryLink:
+    def __init__(self, bus: MemoryBus, group: str, topics: tuple[str, ...], client_id: str) -> None:
+        self._bus = bus
+        self.group = group
+        self.topics = topics
+        self.client_id = client_id
+        self._positions: dict[tuple[str, int], int] = {}
+        self._closed = False
+
+    def _assign(self, partitions: list[tuple[str, int]], committed: dict[tuple[str, int], int]) -> None:
+        self._positions = {tp: committed.get(tp, 0) for tp in partitions}
+
+    def poll(self, max_records: int, timeout_s: float = 0.0) -> list[Record]:
+        heads: list[tuple[int, int, tuple[str, int]]] = []
+        buffers: dict[tuple[str, int], list[_Entry]] = {}
+        for i, (tp, pos) in enumerate(sorted(self._positions.items())):
+            entries = self._bus.entries_from(tp[0], tp[1], pos, max_records)
+            if entries:
+                buffers[tp] = entries
+                heads.append((entries[0].seq, i, tp))
+        heapq.heapify(heads)
+        out: list[Record] = []
+        cursor = dict.fromkeys(buffers, 0)
+        while heads and len(out) < max_records:
+            _, i, tp = heapq.heappop(heads)
+            entries = buffers[tp]
+            out.append(entries[cursor[tp]].record)
+            cursor[tp] += 1
+            if cursor[tp] < len(entries):
+                heapq.heappush(heads, (entries[cursor[tp]].seq, i, tp))
+        for tp, n in cursor.items():
+            self._positions[tp] += n
+        return out
+
+    def complete(self, outputs: Sequence[OutRecord]) -> None:
+        for rec in outputs:
+            self._bus.append(rec)
+        self._bus.commit(self.group, dict(self._positions))
+
+    def ready(self) -> bool:
+        return not self._closed
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._bus.leave(self)

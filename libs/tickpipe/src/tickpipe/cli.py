@@ -1,0 +1,102 @@
+"""The `tickpipe` command: one entry point for every service, job and tool."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+SAMPLE = Path("data/sample/binance-spot-btcusdt-20240808.gz")
+SCHEMAS = Path("schemas")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tickpipe.app import run_service
+
+    return run_service(args.service)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from tickpipe.demo import main as demo_main
+
+    return demo_main(args.data, args.kafka)
+
+
+def _topics(args: argparse.Namespace) -> int:
+    from tickpipe.bus.admin import create_topics
+    from tickpipe.settings import PlatformSettings
+    from tickpipe.topics import TOPICS, TopicNames
+
+    settings = PlatformSettings()
+    names = TopicNames(settings.topic_namespace)
+    if args.action == "list":
+        for t in TOPICS:
+            print(f"{names.physical(t.name)}\tpartitions={t.partitions}\tkey={t.key}\t{t.config}")
+        return 0
+    result = create_topics(settings.kafka_bootstrap, names, args.replication_factor)
+    for topic, state in result.items():
+        print(f"{topic}: {state}")
+    return 0
+
+
+def _schemas(args: argparse.Namespace) -> int:
+    from tickpipe import schemas
+
+    if args.action == "generate":
+        for path in schemas.write(args.dir):
+            print(path)
+        return 0
+    problems = schemas.drift(args.dir)
+    for released in sorted((args.dir / "released").glob("*")):
+        problems += [f"{released.name}/{p}" for p in schemas.check_against(released)]
+    for p in problems:
+        print(p, file=sys.stderr)
+    return 1 if problems else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tickpipe", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run one service until stopped")
+    run.add_argument("service", choices=["ingest", "feature", "inference", "risk", "execution"])
+    run.set_defaults(func=_run)
+
+    demo = sub.add_parser("demo", help="the five services over the sample data, with a summary")
+    demo.add_argument("--data", type=Path, default=SAMPLE)
+    demo.add_argument("--kafka", action="store_true",
+                      help="five processes over the local Kafka and Redis instead of in-memory")
+    demo.set_defaults(func=_demo)
+
+    topics = sub.add_parser("topics", help="create or list the topics")
+    topics.add_argument("action", choices=["create", "list"])
+    topics.add_argument("--replication-factor", type=int, default=1)
+    topics.set_defaults(func=_topics)
+
+    schemas = sub.add_parser("schemas", help="generate or check the JSON Schemas")
+    schemas.add_argument("action", choices=["generate", "check"])
+    schemas.add_argument("--dir", type=Path, default=SCHEMAS)
+    schemas.set_defaults(func=_schemas)
+
+    try:
+        from tickpipe.infra.cli import add_parser as add_infra
+    except ImportError:  # infra tooling is optional in slim images
+        pass
+    else:
+        add_infra(sub)
+
+    # Services contribute their own commands (e.g. inference's `train`).
+    for ep in entry_points(group="tickpipe.commands"):
+        ep.load()(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""`tickpipe demo`: the five services over the sample data, in one process or as five."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tickpipe.app import SERVICE_ORDER, load_specs
+from tickpipe.cache.base import get_json
+from tickpipe.embedded import EmbeddedPipeline
+from tickpipe.marketdata import read_binance_capture
+from tickpipe.settings import PlatformSettings
+from tickpipe.summary import Summary, count_records
+from tickpipe.topics import TOPICS
+
+console = Console(stderr=True)
+
+
+def print_summary(title: str, summary: Summary) -> None:
+    table = Table(title=title)
+    table.add_column("stage")
+    table.add_column("count / value", justify="right")
+    for k, v in summary.rows():
+        table.add_row(k, v)
+    Console().print(table)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console)
+
+
+def run_embedded(data: Path, account: str = "paper") -> Summary:
+    os.environ.setdefault("TICKPIPE_INGEST_FILE", str(data))
+    specs = load_specs()
+    pipeline = EmbeddedPipeline([specs[n] for n in SERVICE_ORDER])
+    total = sum(1 for _ in read_binance_capture(data))
+    with _progress() as progress:
+        task = progress.add_task("replaying market data", total=total)
+        pipeline.run(on_progress=lambda n: progress.advance(task, n))
+    summary = Summary()
+    for spec in TOPICS:
+        count_records(summary, pipeline.bus.records(spec.name))
+    summary.pnl = get_json(pipeline.cache, f"pnl:{account}") or {}
+    pipeline.close()
+    return summary
+
+
+def _wait_ready(ports: dict[str, int], timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    for name, port in ports.items():
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{name} did not become ready on port {port}")
+            time.sleep(0.2)
+
+
+def run_kafka(data: Path, bootstrap: str, redis_url: str, account: str = "paper",
+              idle_s: float = 3.0) -> Summary:
+    """Five processes over Kafka and Redis; the demo counts what lands on the topics."""
+    from tickpipe.bus.admin import create_topics
+    from tickpipe.bus.kafka import KafkaBus
+    from tickpipe.cache.redis import RedisCache
+    from tickpipe.topics import TopicNames
+
+    namespace = f"demo{int(time.time())}"
+    names = TopicNames(namespace)
+    create_topics(bootstrap, names)
+    env = {**os.environ, "TICKPIPE_BUS": "kafka", "TICKPIPE_KAFKA_BOOTSTRAP": bootstrap,
+           "TICKPIPE_REDIS_URL": redis_url, "TICKPIPE_TOPIC_NAMESPACE": namespace,
+           "TICKPIPE_INGEST_FILE": str(data)}
+    ports = {name: 19100 + i for i, name in enumerate(SERVICE_ORDER)}
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    logs = Path(".tickpipe/demo-logs")
+    logs.mkdir(parents=True, exist_ok=True)
+    try:
+        for name in SERVICE_ORDER[1:]:
+            procs[name] = subprocess.Popen(
+                [sys.executable, "-m", "tickpipe.cli", "run", name],
+                env={**env, "TICKPIPE_HTTP_PORT": str(ports[name])},
+                stdout=subprocess.DEVNULL, stderr=(logs / f"{name}.log").open("wb"))
+        _wait_ready({n: ports[n] for n in SERVICE_ORDER[1:]})
+        procs["ingest"] = subprocess.Popen(
+            [sys.executable, "-m", "tickpipe.cli", "run", "ingest"],
+            env={**env, "TICKPIPE_HTTP_PORT": str(ports["ingest"])},
+            stdout=subprocess.DEVNULL, stderr=(logs / "ingest.log").open("wb"))
+        summary = Summary()
+        bus = KafkaBus(bootstrap, names)
+        link = bus.link(group=f"{namespace}.demo-summary", topics=[t.name for t in TOPICS],
+                        client_id="demo-summary")
+        total = sum(1 for _ in read_binance_capture(data))
+        with _progress() as progress:
+            task = progress.add_task("market data through five services", total=total)
+            last = time.monotonic()
+            while True:
+                records = link.poll(1000, 0.2)
+                if records:
+                    last = time.monotonic()
+                    before = summary.counts.get("trades", 0) + summary.counts.get("quotes", 0)
+                    count_records(summary, records)
+                    after = summary.counts.get("trades", 0) + summary.counts.get("quotes", 0)
+                    progress.advance(task, after - before)
+                elif procs["ingest"].poll() is not None and time.monotonic() - last > idle_s:
+                    break
+        link.close()
+        cache = RedisCache(redis_url, namespace=namespace)
+        summary.pnl = get_json(cache, f"pnl:{account}") or {}
+        cache.close()
+        return summary
+    finally:
+        for p in procs.values():
+            p.terminate()
+        for p in procs.values():
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def main(data: Path, kafka: bool) -> int:
+    if not kafka:
+        print_summary(f"tickpipe demo (in-memory bus) — {data.name}", run_embedded(data))
+        return 0
+    settings = PlatformSettings()
+    bootstrap = os.environ.get("TICKPIPE_KAFKA_BOOTSTRAP")
+    redis_url = settings.redis_url
+    if not bootstrap or not redis_url:
+        from tickpipe.infra.manager import up
+
+        endpoints = up(Path(".tickpipe/infra"))
+        bootstrap, redis_url = endpoints.kafka_bootstrap, endpoints.redis_url
+    summary = run_kafka(data, bootstrap, redis_url)
+    print_summary(f"tickpipe demo (Kafka {bootstrap}, Redis) — {data.name}", summary)
+    return 0

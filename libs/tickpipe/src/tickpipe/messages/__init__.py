@@ -1,0 +1,35 @@
+"""Event models: the single source of truth for every message on the bus."""
+
+from tickpipe.messages.base import Event
+from tickpipe.messages.codec import EVENT_TYPES, DecodeError, decode, encode
+from tickpipe.messages.control import ControlAction, ControlCommand
+from tickpipe.messages.deadletter import DeadLetter
+from tickpipe.messages.executions import ExecutionReport, Liquidity, OrderStatus
+from tickpipe.messages.features import FeatureVector
+from tickpipe.messages.market import Instrument, QuoteTick, Side, TradeTick
+from tickpipe.messages.orders import OrderRequest, OrderType
+from tickpipe.messages.risk import RiskDecision
+from tickpipe.messages.signals import Signal
+
+__all__ = [
+    "EVENT_TYPES",
+    "ControlAction",
+    "ControlCommand",
+    "DeadLetter",
+    "DecodeError",
+    "Event",
+    "ExecutionReport",
+    "FeatureVector",
+    "Instrument",
+    "Liquidity",
+    "OrderRequest",
+    "OrderStatus",
+    "OrderType",
+    "QuoteTick",
+    "RiskDecision",
+    "Side",
+    "Signal",
+    "TradeTick",
+    "decode",
+    "encode",
+]

@@ -1,0 +1,216 @@
+"""Runners own the consume-process-produce loop around a service's pure handler.
+
+A StreamRunner publishes a batch's outputs and only then commits the batch's input offsets
+(atomically, for transactional links). Bad input and handler failures become dead letters
+with a reason; they are counted and the service moves on.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, StatusCode, Tracer
+
+from tickpipe.bus.base import Headers, Link, OutRecord, Producer, Record
+from tickpipe.clock import Clock
+from tickpipe.ids import EventIds
+from tickpipe.messages import DeadLetter, DecodeError, Event, decode, encode
+from tickpipe.service import Emit, Handler, Rejected, Source
+from tickpipe.telemetry import metrics
+from tickpipe.telemetry.tracing import inject, start_process_span, start_send_span
+from tickpipe.topics import DLQ
+
+log = logging.getLogger(__name__)
+
+EVENT_TYPE = "event-type"
+SCHEMA_VERSION = "schema-version"
+# ts_init (ns) of the trade at ingest that this record descends from: end-to-end latency.
+ORIGIN_TS = "tickpipe-origin-ts"
+
+
+def encode_emit(emit: Emit, headers: Headers) -> OutRecord:
+    event = emit.event
+    key = emit.record_key()
+    return OutRecord(
+        topic=emit.topic,
+        key=None if key is None else key.encode(),
+        value=encode(event),
+        headers=(
+            *headers,
+            (EVENT_TYPE, event.event_type.encode()),
+            (SCHEMA_VERSION, str(event.schema_version).encode()),
+        ),
+    )
+
+
+class _Labels:
+    """Caches labelled metric children: `.labels()` per record is measurable overhead."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self._cache: dict[tuple[str, str], Any] = {}
+
+    def get(self, metric: Any, topic: str) -> Any:
+        key = (metric._name, topic)
+        child = self._cache.get(key)
+        if child is None:
+            child = metric.labels(self.service, topic)
+            self._cache[key] = child
+        return child
+
+
+class StreamRunner:
+    def __init__(
+        self,
+        *,
+        service: str,
+        group: str,
+        handler: Handler,
+        link: Link,
+        clock: Clock,
+        ids: EventIds,
+        tracer: Tracer,
+        batch_size: int = 500,
+    ) -> None:
+        self.service = service
+        self._group = group
+        self._handler = handler
+        self._link = link
+        self._clock = clock
+        self._ids = ids
+        self._tracer = tracer
+        self._batch_size = batch_size
+        self._labels = _Labels(service)
+        self._batch_seconds = metrics.BATCH_SECONDS.labels(service)
+
+    def ready(self) -> bool:
+        return self._link.ready()
+
+    def step(self, timeout_s: float) -> int:
+        """Consume one batch, process it, publish and commit. Returns records consumed."""
+        records = self._link.poll(self._batch_size, timeout_s)
+        if not records:
+            return 0
+        started = time.perf_counter()
+        outputs: list[OutRecord] = []
+        for record in records:
+            outputs.extend(self._process(record))
+        self._link.complete(outputs)
+        for out in outputs:
+            self._labels.get(metrics.MESSAGES_OUT, out.topic).inc()
+        self._batch_seconds.observe(time.perf_counter() - started)
+        return len(records)
+
+    def _process(self, record: Record) -> list[OutRecord]:
+        self._labels.get(metrics.MESSAGES_IN, record.topic).inc()
+        span = start_process_span(self._tracer, record, self._group)
+        with trace.use_span(span, end_on_exit=True):
+            return self._handle(record, span)
+
+    def _handle(self, record: Record, span: Span) -> list[OutRecord]:
+        event_type = record.header(EVENT_TYPE)
+        try:
+            event = decode(record.value, None if event_type is None else event_type.decode())
+        except DecodeError as exc:
+            return [self._dead_letter(record, exc.reason, exc.detail, span)]
+        now = self._clock.now_ns()
+        origin = record.header(ORIGIN_TS)
+        if origin is not None:
+            self._labels.get(metrics.END_TO_END_SECONDS, record.topic).observe(
+                max(0, now - int(origin)) / 1e9
+            )
+        started = time.perf_counter()
+        try:
+            emits = self._handler.handle(event, record.topic, now)
+        except Rejected as exc:
+            return [self._dead_letter(record, exc.reason, exc.detail, span, event)]
+        except Exception as exc:
+            log.exception("handler failed", extra={"event_id": event.event_id})
+            metrics.ERRORS.labels(self.service, "handler").inc()
+            detail = f"{type(exc).__name__}: {exc}"
+            return [self._dead_letter(record, "handler_error", detail, span, event)]
+        finally:
+            self._labels.get(metrics.HANDLER_SECONDS, record.topic).observe(
+                time.perf_counter() - started
+            )
+        headers = inject()
+        if origin is not None:
+            headers = (*headers, (ORIGIN_TS, origin))
+        return [encode_emit(e, headers) for e in emits]
+
+    def _dead_letter(
+        self,
+        record: Record,
+        reason: str,
+        detail: str,
+        span: Span,
+        event: Event | None = None,
+    ) -> OutRecord:
+        span.set_status(StatusCode.ERROR, reason)
+        metrics.DEAD_LETTERS.labels(self.service, record.topic, reason).inc()
+        log.warning(
+            "dead letter",
+            extra={"reason": reason, "detail": detail[:500], "source": record.topic,
+                   "offset": record.offset},
+        )
+        now = self._clock.now_ns()
+        letter = DeadLetter(
+            event_id=self._ids.new(),
+            ts_event=now,
+            ts_init=now,
+            causation_id=None if event is None else event.event_id,
+            service=self.service,
+            source=record.topic,
+            reason=reason,
+            detail=detail,
+            partition=record.partition,
+            offset=record.offset,
+            key=None if record.key is None else record.key.decode("utf-8", "replace"),
+            payload_b64=base64.b64encode(record.value).decode(),
+        )
+        return encode_emit(Emit(DLQ, letter, key=record.topic), inject())
+
+    def close(self) -> None:
+        self._link.close()
+
+
+class SourceRunner:
+    """Publishes a source's events; each market-data record starts a trace (PRODUCER span)."""
+
+    def __init__(
+        self, *, service: str, source: Source, producer: Producer, tracer: Tracer,
+        flush_every: int = 1000,
+    ) -> None:
+        self.service = service
+        self._source = source
+        self._producer = producer
+        self._tracer = tracer
+        self._flush_every = flush_every
+        self._labels = _Labels(service)
+        self.published = 0
+
+    def publish(self, emits: Iterable[Emit]) -> int:
+        n = 0
+        for emit in emits:
+            key = emit.record_key()
+            span = start_send_span(self._tracer, emit.topic, key)
+            headers = (*inject(trace.set_span_in_context(span)),
+                       (ORIGIN_TS, str(emit.event.ts_init).encode()))
+            self._producer.send(encode_emit(emit, headers))
+            span.end()
+            self._labels.get(metrics.MESSAGES_OUT, emit.topic).inc()
+            n += 1
+            if n % self._flush_every == 0:
+                self._producer.flush()
+        self.published += n
+        return n
+
+    def run(self) -> int:
+        n = self.publish(self._source)
+        self._producer.flush()
+        return n

@@ -1,0 +1,43 @@
+"""Prometheus metrics every service exports. Service-specific metrics live with the service."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# Latency buckets from 100 µs to 5 s: the pipeline's budget is milliseconds.
+LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+)
+
+MESSAGES_IN = Counter(
+    "tickpipe_messages_in", "Records consumed.", ["service", "topic"]
+)
+MESSAGES_OUT = Counter(
+    "tickpipe_messages_out", "Records produced.", ["service", "topic"]
+)
+HANDLER_SECONDS = Histogram(
+    "tickpipe_handler_duration_seconds",
+    "Time spent in the handler per record.",
+    ["service", "topic"],
+    buckets=LATENCY_BUCKETS,
+)
+BATCH_SECONDS = Histogram(
+    "tickpipe_batch_duration_seconds",
+    "Time to process and complete (publish + commit) one consumed batch.",
+    ["service"],
+    buckets=LATENCY_BUCKETS,
+)
+END_TO_END_SECONDS = Histogram(
+    "tickpipe_end_to_end_latency_seconds",
+    "From the originating trade's ts_init at ingest to this service consuming a derived record.",
+    ["service", "topic"],
+    buckets=LATENCY_BUCKETS,
+)
+ERRORS = Counter("tickpipe_errors", "Errors by kind.", ["service", "kind"])
+DEAD_LETTERS = Counter(
+    "tickpipe_dead_letters", "Records sent to dlq.v1, by reason.", ["service", "source", "reason"]
+)
+READY = Gauge("tickpipe_ready", "1 when the service is connected and assigned.", ["service"])
+CONSUMER_LAG = Gauge(
+    "tickpipe_consumer_lag", "Records behind the end of the topic.", ["service", "topic"]
+)

@@ -1,0 +1,26 @@
+"""Feature composition: settings -> handler."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tickpipe.service import ServiceContext, ServiceSpec
+from tickpipe.topics import QUOTES, TRADES
+from tickpipe_feature.handlers import FeatureHandler
+
+
+class FeatureSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TICKPIPE_FEATURE_", frozen=True, extra="ignore")
+
+    bar_seconds: float = Field(default=1.0, gt=0)
+    cache_ttl_s: float = Field(default=300.0, gt=0)
+
+
+def build(ctx: ServiceContext) -> FeatureHandler:
+    s = FeatureSettings()
+    return FeatureHandler(ctx.ids, ctx.cache, int(s.bar_seconds * 1e9), s.cache_ttl_s)
+
+
+SERVICE = ServiceSpec(name="feature", inputs=(TRADES, QUOTES), build=build,
+                      default_http_port=9102)

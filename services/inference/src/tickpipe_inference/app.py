@@ -1,0 +1,39 @@
+"""Inference composition: settings -> model -> handler. Refuses to start on a bad model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tickpipe.service import ServiceContext, ServiceSpec
+from tickpipe.topics import FEATURES
+from tickpipe_inference.domain.model import ModelError, OnnxModel
+from tickpipe_inference.handlers import InferenceHandler
+from tickpipe_quant.features import FEATURE_NAMES, FEATURE_SET
+
+
+class InferenceSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TICKPIPE_INFERENCE_", frozen=True, extra="ignore", protected_namespaces=()
+    )
+
+    model_dir: Path = Path("models/baseline/v1")
+    strategy_id: str = "baseline"
+    long_threshold: float = Field(default=0.55, ge=0, le=1)
+    short_threshold: float = Field(default=0.45, ge=0, le=1)
+
+
+def build(ctx: ServiceContext) -> InferenceHandler:
+    s = InferenceSettings()
+    try:
+        model = OnnxModel(s.model_dir)
+        model.check_features(FEATURE_SET, FEATURE_NAMES)
+    except ModelError as exc:
+        raise SystemExit(f"inference: refusing to start: {exc}") from exc
+    return InferenceHandler(model, ctx.ids, ctx.cache, s.strategy_id, s.long_threshold,
+                            s.short_threshold)
+
+
+SERVICE = ServiceSpec(name="inference", inputs=(FEATURES,), build=build, default_http_port=9103)

@@ -1,0 +1,82 @@
+"""A registered model: its card (what it expects) and an onnxruntime session to score with."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+
+class ModelError(RuntimeError):
+    """A model that cannot serve: missing files, bad checksum, or features it does not expect."""
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    version: str
+    feature_set: str
+    feature_names: tuple[str, ...]
+    sha256: str
+    raw: dict[str, object]
+
+    @classmethod
+    def load(cls, path: Path) -> ModelCard:
+        data = json.loads(path.read_text())
+        return cls(
+            name=str(data["name"]),
+            version=str(data["version"]),
+            feature_set=str(data["feature_set"]),
+            feature_names=tuple(data["feature_names"]),
+            sha256=str(data["onnx_sha256"]),
+            raw=data,
+        )
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class OnnxModel:
+    """Scores rows of features in card order; returns P(up) per row."""
+
+    def __init__(self, model_dir: Path, onnx_file: str = "model.onnx") -> None:
+        card_path = model_dir / "card.json"
+        onnx_path = model_dir / onnx_file
+        if not card_path.exists() or not onnx_path.exists():
+            raise ModelError(f"no model at {model_dir} (need card.json and {onnx_file})")
+        self.card = ModelCard.load(card_path)
+        if onnx_file == "model.onnx" and sha256_file(onnx_path) != self.card.sha256:
+            raise ModelError(f"{onnx_path}: sha256 does not match the model card")
+        options = ort.SessionOptions()
+        # One scoring thread per process: the services share two cores with Kafka.
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(
+            str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        self._input = self._session.get_inputs()[0].name
+        outputs = [o.name for o in self._session.get_outputs()]
+        self._prob_output = "probabilities" if "probabilities" in outputs else outputs[-1]
+
+    @property
+    def version(self) -> str:
+        return f"{self.card.name}:{self.card.version}"
+
+    def check_features(self, feature_set: str, names: tuple[str, ...]) -> None:
+        if feature_set != self.card.feature_set:
+            raise ModelError(
+                f"feature set {feature_set!r} does not match the model's {self.card.feature_set!r}"
+            )
+        if names != self.card.feature_names:
+            missing = sorted(set(self.card.feature_names) - set(names))
+            raise ModelError(f"feature names differ from the model card (missing: {missing})")
+
+    def predict_proba(self, rows: np.ndarray) -> np.ndarray:
+        out = self._session.run([self._prob_output], {self._input: rows.astype(np.float32)})
+        probs = np.asarray(out[0])
+        return probs[:, 1]

@@ -1,0 +1,82 @@
+"""File replay source: recorded market data at maximum speed, ×N real time, or a fixed rate."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from tickpipe.clock import Clock, SimClock
+from tickpipe.marketdata import ParseError, QuoteData, TradeData, read_binance_capture
+from tickpipe.service import Emit
+from tickpipe_ingest.normalize import Normalizer
+
+Item = TradeData | QuoteData | ParseError
+
+
+class FileReplaySource:
+    """Replays a capture `loops` times (later loops shifted in time and trade id).
+
+    Pacing: `rate` records/s if set, else `speed` × real time (0 = as fast as possible).
+    Under a SimClock, the clock follows the data's exchange time instead of sleeping.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        normalize: Normalizer,
+        clock: Clock,
+        *,
+        speed: float = 0.0,
+        rate: float | None = None,
+        loops: int = 1,
+        limit: int | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.path = path
+        self._normalize = normalize
+        self._clock = clock
+        self._speed = speed
+        self._rate = rate
+        self._loops = loops
+        self._limit = limit
+        self._sleep = sleep
+
+    def _items(self) -> Iterator[Item]:
+        items = list(read_binance_capture(self.path))
+        stamped = [i for i in items if not isinstance(i, ParseError)]
+        span = (stamped[-1].ts_event - stamped[0].ts_event + 1_000_000_000) if stamped else 0
+        for loop in range(self._loops):
+            for item in items:
+                if loop and not isinstance(item, ParseError):
+                    shift = loop * span
+                    if isinstance(item, TradeData):
+                        item = dataclasses.replace(
+                            item, ts_event=item.ts_event + shift,
+                            trade_id=f"{item.trade_id}-{loop}")
+                    else:
+                        item = dataclasses.replace(item, ts_event=item.ts_event + shift)
+                yield item
+
+    def __iter__(self) -> Iterator[Emit]:
+        sim = self._clock if isinstance(self._clock, SimClock) else None
+        started = time.monotonic()
+        first_ts: int | None = None
+        for n, item in enumerate(self._items()):
+            if self._limit is not None and n >= self._limit:
+                return
+            ts = None if isinstance(item, ParseError) else item.ts_event
+            if sim is not None and ts is not None:
+                sim.advance_to(ts)
+            elif self._rate:
+                self._wait_until(started + n / self._rate)
+            elif self._speed > 0 and ts is not None:
+                first_ts = ts if first_ts is None else first_ts
+                self._wait_until(started + (ts - first_ts) / 1e9 / self._speed)
+            yield self._normalize(item)
+
+    def _wait_until(self, deadline: float) -> None:
+        delay = deadline - time.monotonic()
+        if delay > 0:
+            self._sleep(delay)
