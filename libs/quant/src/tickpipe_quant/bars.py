@@ -33,8 +33,18 @@ class TimeBarBuilder:
     """
 
     __slots__ = (
-        "_buy", "_count", "_high", "_low", "_notional", "_open", "_close", "_sell",
-        "_start", "_volume", "interval", "late",
+        "_buy",
+        "_close",
+        "_count",
+        "_high",
+        "_low",
+        "_notional",
+        "_open",
+        "_sell",
+        "_start",
+        "_volume",
+        "interval",
+        "late",
     )
 
     def __init__(self, interval_ns: int) -> None:
@@ -51,8 +61,19 @@ class TimeBarBuilder:
         self._count = 0
 
     def _bar(self) -> Bar:
-        return Bar(self._start, self._start + self.interval, self._open, self._high, self._low,
-                   self._close, self._volume, self._notional, self._count, self._buy, self._sell)
+        return Bar(
+            self._start,
+            self._start + self.interval,
+            self._open,
+            self._high,
+            self._low,
+            self._close,
+            self._volume,
+            self._notional,
+            self._count,
+            self._buy,
+            self._sell,
+        )
 
     def add(self, ts: int, price: float, size: float, is_buy: bool) -> Bar | None:
         """Add a trade; returns the bar it closed, if any."""
@@ -65,11 +86,11 @@ class TimeBarBuilder:
             self._reset(start, price)
         elif start < self._start:
             self.late += 1
-        if price > self._high:
-            self._high = price
-        if price < self._low:
-            self._low = price
-        self._close = price
+        self._high = max(self._high, price)
+        self._low = min(self._low, price)
+        if start >= self._start:
+            # A late trade predates every trade in the open bar: it is not the last price.
+            self._close = price
         self._volume += size
         self._notional += price * size
         self._count += 1

@@ -73,33 +73,40 @@ class RollingStd:
     """Sample standard deviation over the last `period` values (ring buffer, running sums).
 
     Running sums drift over long runs; they are recomputed from the window every `period`
-    updates so the error stays bounded.
+    updates so the error stays bounded. The sums are of `x - shift`, with `shift` near the
+    window's values: raw sums of squares cancel catastrophically when the mean is large
+    next to the spread (prices), e.g. 1% error on BTC prices a few ticks apart.
     """
 
-    __slots__ = ("_buf", "_since_resum", "_sum", "_sumsq", "period", "value")
+    __slots__ = ("_buf", "_shift", "_since_resum", "_sum", "_sumsq", "period", "value")
 
     def __init__(self, period: int) -> None:
         if period < 2:
             raise ValueError("period must be >= 2")
         self.period = period
         self._buf: deque[float] = deque(maxlen=period)
+        self._shift = NAN
         self._sum = 0.0
         self._sumsq = 0.0
         self._since_resum = 0
         self.value = NAN
 
     def update(self, x: float) -> float:
+        if not self._buf:
+            self._shift = x
         if len(self._buf) == self.period:
-            old = self._buf[0]
+            old = self._buf[0] - self._shift
             self._sum -= old
             self._sumsq -= old * old
         self._buf.append(x)
-        self._sum += x
-        self._sumsq += x * x
+        d = x - self._shift
+        self._sum += d
+        self._sumsq += d * d
         self._since_resum += 1
         if self._since_resum >= self.period:
-            self._sum = math.fsum(self._buf)
-            self._sumsq = math.fsum(v * v for v in self._buf)
+            self._shift = self._buf[-1]
+            self._sum = math.fsum(v - self._shift for v in self._buf)
+            self._sumsq = math.fsum((v - self._shift) ** 2 for v in self._buf)
             self._since_resum = 0
         n = len(self._buf)
         if n < self.period:

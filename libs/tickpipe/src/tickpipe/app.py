@@ -9,6 +9,7 @@ from importlib.metadata import entry_points
 from types import FrameType
 
 from opentelemetry.trace import Tracer
+from prometheus_client import Gauge
 
 from tickpipe.bus.base import Bus
 from tickpipe.cache.base import Cache
@@ -82,8 +83,9 @@ def make_stream_runner(
     )
 
 
-def run_service(name: str, settings: PlatformSettings | None = None,
-                stop: threading.Event | None = None) -> int:
+def run_service(
+    name: str, settings: PlatformSettings | None = None, stop: threading.Event | None = None
+) -> int:
     """Run one service until SIGTERM/SIGINT (or, for a source, until it is exhausted)."""
     settings = settings or PlatformSettings()
     configure_logging(name, settings.log_level)
@@ -102,8 +104,9 @@ def run_service(name: str, settings: PlatformSettings | None = None,
         signal.signal(signal.SIGINT, _on_signal)
 
     clock = LiveClock()
-    ctx = ServiceContext(settings, make_bus(settings), make_cache(settings, clock), clock,
-                         EventIds(clock))
+    ctx = ServiceContext(
+        settings, make_bus(settings), make_cache(settings, clock), clock, EventIds(clock)
+    )
     tracer = make_tracer(name)
     built = spec.build(ctx)
     port = settings.http_port if settings.http_port is not None else spec.default_http_port
@@ -113,8 +116,14 @@ def run_service(name: str, settings: PlatformSettings | None = None,
             return _run_source(name, built, ctx, tracer, port, ready)  # type: ignore[arg-type]
         runner = make_stream_runner(spec, built, ctx, tracer)  # type: ignore[arg-type]
         server = HealthServer(settings.http_host, port, runner.ready).start() if port else None
-        log.info("started", extra={"group": settings.group(name), "inputs": spec.inputs,
-                                   "http_port": server.port if server else None})
+        log.info(
+            "started",
+            extra={
+                "group": settings.group(name),
+                "inputs": spec.inputs,
+                "http_port": server.port if server else None,
+            },
+        )
         timeout = settings.poll_timeout_ms / 1000
         try:
             while not stop.is_set():
@@ -130,8 +139,14 @@ def run_service(name: str, settings: PlatformSettings | None = None,
         ctx.cache.close()
 
 
-def _run_source(name: str, source: Source, ctx: ServiceContext, tracer: Tracer,
-                port: int | None, ready: metrics.Gauge) -> int:
+def _run_source(
+    name: str,
+    source: Source,
+    ctx: ServiceContext,
+    tracer: Tracer,
+    port: int | None,
+    ready: Gauge,
+) -> int:
     producer = ctx.bus.producer(f"{name}-{ctx.platform.instance_id}")
     server = HealthServer(ctx.platform.http_host, port, lambda: True).start() if port else None
     ready.set(1)

@@ -65,8 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the five services over the sample data, with a summary")
     demo.add_argument("--data", type=Path, default=SAMPLE)
-    demo.add_argument("--kafka", action="store_true",
-                      help="five processes over the local Kafka and Redis instead of in-memory")
+    demo.add_argument(
+        "--kafka",
+        action="store_true",
+        help="five processes over the local Kafka and Redis instead of in-memory",
+    )
     demo.set_defaults(func=_demo)
 
     topics = sub.add_parser("topics", help="create or list the topics")

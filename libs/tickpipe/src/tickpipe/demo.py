@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from rich.console import Console
@@ -17,6 +14,7 @@ from tickpipe.app import SERVICE_ORDER, load_specs
 from tickpipe.cache.base import get_json
 from tickpipe.embedded import EmbeddedPipeline
 from tickpipe.marketdata import read_binance_capture
+from tickpipe.processes import ServiceProcesses
 from tickpipe.settings import PlatformSettings
 from tickpipe.summary import Summary, count_records
 from tickpipe.topics import TOPICS
@@ -34,8 +32,13 @@ def print_summary(title: str, summary: Summary) -> None:
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
 
 
 def run_embedded(data: Path, account: str = "paper") -> Summary:
@@ -54,23 +57,9 @@ def run_embedded(data: Path, account: str = "paper") -> Summary:
     return summary
 
 
-def _wait_ready(ports: dict[str, int], timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    for name, port in ports.items():
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{name} did not become ready on port {port}")
-            time.sleep(0.2)
-
-
-def run_kafka(data: Path, bootstrap: str, redis_url: str, account: str = "paper",
-              idle_s: float = 3.0) -> Summary:
+def run_kafka(
+    data: Path, bootstrap: str, redis_url: str, account: str = "paper", idle_s: float = 3.0
+) -> Summary:
     """Five processes over Kafka and Redis; the demo counts what lands on the topics."""
     from tickpipe.bus.admin import create_topics
     from tickpipe.bus.kafka import KafkaBus
@@ -80,28 +69,25 @@ def run_kafka(data: Path, bootstrap: str, redis_url: str, account: str = "paper"
     namespace = f"demo{int(time.time())}"
     names = TopicNames(namespace)
     create_topics(bootstrap, names)
-    env = {**os.environ, "TICKPIPE_BUS": "kafka", "TICKPIPE_KAFKA_BOOTSTRAP": bootstrap,
-           "TICKPIPE_REDIS_URL": redis_url, "TICKPIPE_TOPIC_NAMESPACE": namespace,
-           "TICKPIPE_INGEST_FILE": str(data)}
-    ports = {name: 19100 + i for i, name in enumerate(SERVICE_ORDER)}
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    logs = Path(".tickpipe/demo-logs")
-    logs.mkdir(parents=True, exist_ok=True)
-    try:
-        for name in SERVICE_ORDER[1:]:
-            procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "tickpipe.cli", "run", name],
-                env={**env, "TICKPIPE_HTTP_PORT": str(ports[name])},
-                stdout=subprocess.DEVNULL, stderr=(logs / f"{name}.log").open("wb"))
-        _wait_ready({n: ports[n] for n in SERVICE_ORDER[1:]})
-        procs["ingest"] = subprocess.Popen(
-            [sys.executable, "-m", "tickpipe.cli", "run", "ingest"],
-            env={**env, "TICKPIPE_HTTP_PORT": str(ports["ingest"])},
-            stdout=subprocess.DEVNULL, stderr=(logs / "ingest.log").open("wb"))
+    env = {
+        "TICKPIPE_BUS": "kafka",
+        "TICKPIPE_KAFKA_BOOTSTRAP": bootstrap,
+        "TICKPIPE_REDIS_URL": redis_url,
+        "TICKPIPE_TOPIC_NAMESPACE": namespace,
+        "TICKPIPE_INGEST_FILE": str(data),
+    }
+    with ServiceProcesses(env, Path(".tickpipe/demo-logs")) as procs:
+        downstream = list(SERVICE_ORDER[1:])
+        for name in downstream:
+            procs.start(name)
+        procs.wait_ready(downstream)
         summary = Summary()
-        bus = KafkaBus(bootstrap, names)
-        link = bus.link(group=f"{namespace}.demo-summary", topics=[t.name for t in TOPICS],
-                        client_id="demo-summary")
+        link = KafkaBus(bootstrap, names).link(
+            group=f"{namespace}.demo-summary",
+            topics=[t.name for t in TOPICS],
+            client_id="demo-summary",
+        )
+        procs.start("ingest")
         total = sum(1 for _ in read_binance_capture(data))
         with _progress() as progress:
             task = progress.add_task("market data through five services", total=total)
@@ -114,21 +100,13 @@ def run_kafka(data: Path, bootstrap: str, redis_url: str, account: str = "paper"
                     count_records(summary, records)
                     after = summary.counts.get("trades", 0) + summary.counts.get("quotes", 0)
                     progress.advance(task, after - before)
-                elif procs["ingest"].poll() is not None and time.monotonic() - last > idle_s:
+                elif procs.procs["ingest"].poll() is not None and time.monotonic() - last > idle_s:
                     break
         link.close()
-        cache = RedisCache(redis_url, namespace=namespace)
-        summary.pnl = get_json(cache, f"pnl:{account}") or {}
-        cache.close()
-        return summary
-    finally:
-        for p in procs.values():
-            p.terminate()
-        for p in procs.values():
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+    cache = RedisCache(redis_url, namespace=namespace)
+    summary.pnl = get_json(cache, f"pnl:{account}") or {}
+    cache.close()
+    return summary
 
 
 def main(data: Path, kafka: bool) -> int:

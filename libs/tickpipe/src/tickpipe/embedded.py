@@ -50,8 +50,9 @@ class EmbeddedPipeline:
             else:
                 source = cast(Source, built)
                 producer = self.bus.producer(spec.name)
-                runner = SourceRunner(service=spec.name, source=source, producer=producer,
-                                      tracer=tracer)
+                runner = SourceRunner(
+                    service=spec.name, source=source, producer=producer, tracer=tracer
+                )
                 self._sources.append((source, runner))
 
     def pump(self) -> int:

@@ -155,8 +155,12 @@ class StreamRunner:
         metrics.DEAD_LETTERS.labels(self.service, record.topic, reason).inc()
         log.warning(
             "dead letter",
-            extra={"reason": reason, "detail": detail[:500], "source": record.topic,
-                   "offset": record.offset},
+            extra={
+                "reason": reason,
+                "detail": detail[:500],
+                "source": record.topic,
+                "offset": record.offset,
+            },
         )
         now = self._clock.now_ns()
         letter = DeadLetter(
@@ -183,7 +187,12 @@ class SourceRunner:
     """Publishes a source's events; each market-data record starts a trace (PRODUCER span)."""
 
     def __init__(
-        self, *, service: str, source: Source, producer: Producer, tracer: Tracer,
+        self,
+        *,
+        service: str,
+        source: Source,
+        producer: Producer,
+        tracer: Tracer,
         flush_every: int = 1000,
     ) -> None:
         self.service = service
@@ -199,8 +208,10 @@ class SourceRunner:
         for emit in emits:
             key = emit.record_key()
             span = start_send_span(self._tracer, emit.topic, key)
-            headers = (*inject(trace.set_span_in_context(span)),
-                       (ORIGIN_TS, str(emit.event.ts_init).encode()))
+            headers = (
+                *inject(trace.set_span_in_context(span)),
+                (ORIGIN_TS, str(emit.event.ts_init).encode()),
+            )
             self._producer.send(encode_emit(emit, headers))
             span.end()
             self._labels.get(metrics.MESSAGES_OUT, emit.topic).inc()

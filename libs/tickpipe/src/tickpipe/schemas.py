@@ -83,8 +83,11 @@ def incompatibilities(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         elif _strip(_resolve(old, prop)) != _strip(_resolve(new, new_props[name])):
             problems.append(f"field {name!r} changed type")
     for name in sorted(new_required - old_required):
-        problems.append(f"field {name!r} is required now" if name in old_props
-                        else f"new field {name!r} is required (only optional fields may be added)")
+        problems.append(
+            f"field {name!r} is required now"
+            if name in old_props
+            else f"new field {name!r} is required (only optional fields may be added)"
+        )
     if old.get("additionalProperties") != new.get("additionalProperties"):
         problems.append("additionalProperties changed")
     return problems

@@ -9,7 +9,16 @@ import orjson
 
 from tickpipe.bus.base import Record
 from tickpipe.runner import EVENT_TYPE
-from tickpipe.topics import DLQ, EXECUTIONS, FEATURES, ORDERS, QUOTES, RISK_DECISIONS, SIGNALS, TRADES
+from tickpipe.topics import (
+    DLQ,
+    EXECUTIONS,
+    FEATURES,
+    ORDERS,
+    QUOTES,
+    RISK_DECISIONS,
+    SIGNALS,
+    TRADES,
+)
 
 
 @dataclass
@@ -21,15 +30,29 @@ class Summary:
         self.counts[name] = self.counts.get(name, 0) + n
 
     def rows(self) -> list[tuple[str, str]]:
-        order = ("trades", "quotes", "bars", "signals", "orders", "rejections", "fills",
-                 "dead_letters")
+        order = (
+            "trades",
+            "quotes",
+            "bars",
+            "signals",
+            "orders",
+            "rejections",
+            "fills",
+            "dead_letters",
+        )
         rows = [(k, f"{self.counts.get(k, 0):,}") for k in order]
         rows += [(f"pnl {k}", v) for k, v in self.pnl.items()]
         return rows
 
 
-_STAGE = {TRADES: "trades", QUOTES: "quotes", FEATURES: "bars", SIGNALS: "signals",
-          ORDERS: "orders", DLQ: "dead_letters"}
+_STAGE = {
+    TRADES: "trades",
+    QUOTES: "quotes",
+    FEATURES: "bars",
+    SIGNALS: "signals",
+    ORDERS: "orders",
+    DLQ: "dead_letters",
+}
 
 
 def count_records(summary: Summary, records: Iterable[Record]) -> None:

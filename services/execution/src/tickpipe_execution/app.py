@@ -13,8 +13,7 @@ from tickpipe_execution.handlers import ExecutionHandler
 
 
 class ExecutionSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TICKPIPE_EXECUTION_", frozen=True,
-                                      extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="TICKPIPE_EXECUTION_", frozen=True, extra="ignore")
 
     slippage_bps: Decimal = Decimal(1)
     taker_fee_bps: Decimal = Decimal("7.5")
@@ -25,5 +24,10 @@ def build(ctx: ServiceContext) -> ExecutionHandler:
     return ExecutionHandler(ctx.ids, PaperExchange(PaperConfig(s.slippage_bps, s.taker_fee_bps)))
 
 
-SERVICE = ServiceSpec(name="execution", inputs=(ORDERS, QUOTES, CONTROL), build=build,
-                      transactional=True, default_http_port=9105)
+SERVICE = ServiceSpec(
+    name="execution",
+    inputs=(ORDERS, QUOTES, CONTROL),
+    build=build,
+    transactional=True,
+    default_http_port=9105,
+)

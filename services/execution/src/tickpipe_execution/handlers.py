@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
 
 from tickpipe.ids import EventIds
 from tickpipe.messages import (
@@ -39,11 +38,22 @@ class ExecutionHandler:
     def _report(self, o: OrderRequest, order: Order, now_ns: int, **fill: object) -> Emit:
         ORDERS_BY_STATE.labels(order.status.value).inc()
         report = ExecutionReport(
-            event_id=self._ids.new(), ts_event=now_ns, ts_init=now_ns, causation_id=o.event_id,
-            exchange=o.exchange, symbol=o.symbol, client_order_id=o.client_order_id,
-            exchange_order_id=f"paper-{o.client_order_id}", account=o.account,
-            strategy_id=o.strategy_id, side=o.side, status=order.status, quantity=o.quantity,
-            cum_qty=order.cum_qty, leaves_qty=order.leaves_qty, **fill,  # type: ignore[arg-type]
+            event_id=self._ids.new(),
+            ts_event=now_ns,
+            ts_init=now_ns,
+            causation_id=o.event_id,
+            exchange=o.exchange,
+            symbol=o.symbol,
+            client_order_id=o.client_order_id,
+            exchange_order_id=f"paper-{o.client_order_id}",
+            account=o.account,
+            strategy_id=o.strategy_id,
+            side=o.side,
+            status=order.status,
+            quantity=o.quantity,
+            cum_qty=order.cum_qty,
+            leaves_qty=order.leaves_qty,
+            **fill,
         )
         return Emit(EXECUTIONS, report)
 
@@ -63,8 +73,14 @@ class ExecutionHandler:
         ack = self._report(o, order, now_ns)
         order.fill(fill.qty)
         filled = self._report(
-            o, order, now_ns, last_qty=fill.qty, last_price=fill.price, fee=fill.fee,
-            fee_currency=o.symbol.split("/")[-1], liquidity=Liquidity.TAKER,
+            o,
+            order,
+            now_ns,
+            last_qty=fill.qty,
+            last_price=fill.price,
+            fee=fill.fee,
+            fee_currency=o.symbol.split("/")[-1],
+            liquidity=Liquidity.TAKER,
             trade_id=f"paper-{o.client_order_id}-1",
         )
         return (ack, filled)

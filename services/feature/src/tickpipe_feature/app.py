@@ -22,5 +22,4 @@ def build(ctx: ServiceContext) -> FeatureHandler:
     return FeatureHandler(ctx.ids, ctx.cache, int(s.bar_seconds * 1e9), s.cache_ttl_s)
 
 
-SERVICE = ServiceSpec(name="feature", inputs=(TRADES, QUOTES), build=build,
-                      default_http_port=9102)
+SERVICE = ServiceSpec(name="feature", inputs=(TRADES, QUOTES), build=build, default_http_port=9102)

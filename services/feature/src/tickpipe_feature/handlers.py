@@ -24,8 +24,9 @@ class _Instrument:
 
 
 class FeatureHandler:
-    def __init__(self, ids: EventIds, cache: Cache, bar_interval_ns: int,
-                 cache_ttl_s: float = 300.0) -> None:
+    def __init__(
+        self, ids: EventIds, cache: Cache, bar_interval_ns: int, cache_ttl_s: float = 300.0
+    ) -> None:
         self._ids = ids
         self._cache = cache
         self._interval = bar_interval_ns
@@ -52,9 +53,16 @@ class FeatureHandler:
         if values is None:
             return ()  # warming up
         vector = FeatureVector(
-            event_id=self._ids.new(), ts_event=bar.end, ts_init=now_ns,
-            causation_id=event.event_id, exchange=event.exchange, symbol=event.symbol,
-            feature_set=FEATURE_SET, bar_start=bar.start, close=bar.close, values=values,
+            event_id=self._ids.new(),
+            ts_event=bar.end,
+            ts_init=now_ns,
+            causation_id=event.event_id,
+            exchange=event.exchange,
+            symbol=event.symbol,
+            feature_set=FEATURE_SET,
+            bar_start=bar.start,
+            close=bar.close,
+            values=values,
         )
         self._cache.set(f"features:{event.key}", orjson.dumps(vector.model_dump()), self._ttl)
         return (Emit(FEATURES, vector),)

@@ -32,8 +32,9 @@ def build(ctx: ServiceContext) -> InferenceHandler:
         model.check_features(FEATURE_SET, FEATURE_NAMES)
     except ModelError as exc:
         raise SystemExit(f"inference: refusing to start: {exc}") from exc
-    return InferenceHandler(model, ctx.ids, ctx.cache, s.strategy_id, s.long_threshold,
-                            s.short_threshold)
+    return InferenceHandler(
+        model, ctx.ids, ctx.cache, s.strategy_id, s.long_threshold, s.short_threshold
+    )
 
 
 SERVICE = ServiceSpec(name="inference", inputs=(FEATURES,), build=build, default_http_port=9103)

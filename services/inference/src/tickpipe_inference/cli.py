@@ -10,8 +10,15 @@ from typing import Any
 def _train(args: argparse.Namespace) -> int:
     from tickpipe_inference.training import TrainConfig, train
 
-    out = train(TrainConfig(data=args.data, out_dir=args.registry, name=args.name,
-                            version=args.version, horizon_bars=args.horizon))
+    out = train(
+        TrainConfig(
+            data=args.data,
+            out_dir=args.registry,
+            name=args.name,
+            version=args.version,
+            horizon_bars=args.horizon,
+        )
+    )
     print(f"model written to {out}")
     print((out / "card.json").read_text())
     return 0
@@ -19,7 +26,9 @@ def _train(args: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("train", help="train, export to ONNX and register a model")
-    p.add_argument("--data", type=Path, default=Path("data/sample/binance-spot-btcusdt-20240808.gz"))
+    p.add_argument(
+        "--data", type=Path, default=Path("data/sample/binance-spot-btcusdt-20240808.gz")
+    )
     p.add_argument("--registry", type=Path, default=Path("models"))
     p.add_argument("--name", default="baseline")
     p.add_argument("--version", default="v1")

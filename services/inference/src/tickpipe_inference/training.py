@@ -103,7 +103,10 @@ def train(cfg: TrainConfig) -> Path:
         "bar_seconds": cfg.bar_seconds,
         "split": {"method": "walk-forward (time-ordered)", "train_fraction": cfg.train_fraction},
         "metrics": {"train": _metrics(y[:split], p_train), "test": _metrics(y[split:], p_test)},
-        "data": {"file": cfg.data.name, "sha256": hashlib.sha256(cfg.data.read_bytes()).hexdigest()},
+        "data": {
+            "file": cfg.data.name,
+            "sha256": hashlib.sha256(cfg.data.read_bytes()).hexdigest(),
+        },
         "onnx_sha256": sha256_file(onnx_path),
         "onnx_inputs": {"features": ["float32", [None, len(FEATURE_NAMES)]]},
     }

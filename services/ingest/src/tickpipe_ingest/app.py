@@ -31,8 +31,13 @@ def build(ctx: ServiceContext, settings: IngestSettings | None = None) -> FileRe
         raise SystemExit(f"ingest: input file not found: {settings.file}")
     normalize = Normalizer(ctx.clock, ctx.ids, f"file:{settings.file.name}", Validator())
     return FileReplaySource(
-        settings.file, normalize, ctx.clock, speed=settings.speed, rate=settings.rate,
-        loops=settings.loops, limit=settings.limit,
+        settings.file,
+        normalize,
+        ctx.clock,
+        speed=settings.speed,
+        rate=settings.rate,
+        loops=settings.loops,
+        limit=settings.limit,
     )
 
 

@@ -29,8 +29,13 @@ class Normalizer:
         self.counts["dead_letters"] += 1
         metrics.DEAD_LETTERS.labels(SERVICE, self._source, reason).inc()
         letter = DeadLetter(
-            event_id=self._ids.new(), ts_event=now, ts_init=now, service=SERVICE,
-            source=self._source, reason=reason, detail=detail,
+            event_id=self._ids.new(),
+            ts_event=now,
+            ts_init=now,
+            service=SERVICE,
+            source=self._source,
+            reason=reason,
+            detail=detail,
             payload_b64=base64.b64encode(raw).decode(),
         )
         return Emit(DLQ, letter, key=self._source)
@@ -44,17 +49,35 @@ class Normalizer:
             if reason:
                 return self.dead_letter(reason, f"trade {item.trade_id}", item.raw)
             self.counts["trades"] += 1
-            return Emit(TRADES, TradeTick(
-                event_id=self._ids.new(), ts_event=item.ts_event, ts_init=now,
-                exchange=item.exchange, symbol=item.symbol, trade_id=item.trade_id,
-                price=item.price, size=item.size, side="buy" if item.side == "buy" else "sell",
-            ))
+            return Emit(
+                TRADES,
+                TradeTick(
+                    event_id=self._ids.new(),
+                    ts_event=item.ts_event,
+                    ts_init=now,
+                    exchange=item.exchange,
+                    symbol=item.symbol,
+                    trade_id=item.trade_id,
+                    price=item.price,
+                    size=item.size,
+                    side="buy" if item.side == "buy" else "sell",
+                ),
+            )
         reason = self._validator.quote(item, now)
         if reason:
             return self.dead_letter(reason, "quote", item.raw)
         self.counts["quotes"] += 1
-        return Emit(QUOTES, QuoteTick(
-            event_id=self._ids.new(), ts_event=item.ts_event, ts_init=now,
-            exchange=item.exchange, symbol=item.symbol, bid=item.bid, bid_size=item.bid_size,
-            ask=item.ask, ask_size=item.ask_size,
-        ))
+        return Emit(
+            QUOTES,
+            QuoteTick(
+                event_id=self._ids.new(),
+                ts_event=item.ts_event,
+                ts_init=now,
+                exchange=item.exchange,
+                symbol=item.symbol,
+                bid=item.bid,
+                bid_size=item.bid_size,
+                ask=item.ask,
+                ask_size=item.ask_size,
+            ),
+        )

@@ -49,15 +49,7 @@ class FileReplaySource:
         span = (stamped[-1].ts_event - stamped[0].ts_event + 1_000_000_000) if stamped else 0
         for loop in range(self._loops):
             for item in items:
-                if loop and not isinstance(item, ParseError):
-                    shift = loop * span
-                    if isinstance(item, TradeData):
-                        item = dataclasses.replace(
-                            item, ts_event=item.ts_event + shift,
-                            trade_id=f"{item.trade_id}-{loop}")
-                    else:
-                        item = dataclasses.replace(item, ts_event=item.ts_event + shift)
-                yield item
+                yield _shifted(item, loop, loop * span) if loop else item
 
     def __iter__(self) -> Iterator[Emit]:
         sim = self._clock if isinstance(self._clock, SimClock) else None
@@ -80,3 +72,14 @@ class FileReplaySource:
         delay = deadline - time.monotonic()
         if delay > 0:
             self._sleep(delay)
+
+
+def _shifted(item: Item, loop: int, shift_ns: int) -> Item:
+    """A later loop's copy: times moved past the previous loop, trade ids kept unique."""
+    if isinstance(item, ParseError):
+        return item
+    if isinstance(item, TradeData):
+        return dataclasses.replace(
+            item, ts_event=item.ts_event + shift_ns, trade_id=f"{item.trade_id}-{loop}"
+        )
+    return dataclasses.replace(item, ts_event=item.ts_event + shift_ns)

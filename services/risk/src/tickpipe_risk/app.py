@@ -36,14 +36,22 @@ def build(ctx: ServiceContext) -> RiskHandler:
     if s.exchange_info is not None and s.exchange_info.exists():
         rules = load_binance_exchange_info(s.exchange_info)
     limits = Limits(
-        allowed_symbols=frozenset(s.allowed_symbols), max_order_qty=s.max_order_qty,
-        max_order_notional=s.max_order_notional, max_position_notional=s.max_position_notional,
+        allowed_symbols=frozenset(s.allowed_symbols),
+        max_order_qty=s.max_order_qty,
+        max_order_notional=s.max_order_notional,
+        max_position_notional=s.max_position_notional,
         max_reference_age_ns=int(s.max_reference_age_s * 1e9),
     )
-    sizing = SizingConfig(capital=s.capital, vol_target=s.vol_target,
-                          max_position_notional=s.max_position_notional)
+    sizing = SizingConfig(
+        capital=s.capital, vol_target=s.vol_target, max_position_notional=s.max_position_notional
+    )
     return RiskHandler(ctx.ids, ctx.cache, s.account, sizing, limits, rules)
 
 
-SERVICE = ServiceSpec(name="risk", inputs=(SIGNALS, QUOTES, EXECUTIONS, CONTROL), build=build,
-                      transactional=True, default_http_port=9104)
+SERVICE = ServiceSpec(
+    name="risk",
+    inputs=(SIGNALS, QUOTES, EXECUTIONS, CONTROL),
+    build=build,
+    transactional=True,
+    default_http_port=9104,
+)

@@ -47,8 +47,15 @@ class _Reference:
 
 
 class RiskHandler:
-    def __init__(self, ids: EventIds, cache: Cache, account: str, sizing: SizingConfig,
-                 limits: Limits, rules: dict[str, MarketRules]) -> None:
+    def __init__(
+        self,
+        ids: EventIds,
+        cache: Cache,
+        account: str,
+        sizing: SizingConfig,
+        limits: Limits,
+        rules: dict[str, MarketRules],
+    ) -> None:
         self._ids = ids
         self._cache = cache
         self._account = account
@@ -63,7 +70,8 @@ class RiskHandler:
     def handle(self, event: Event, topic: str, now_ns: int) -> Sequence[Emit]:
         if isinstance(event, QuoteTick):
             mid = (Decimal(str(event.bid)) + Decimal(str(event.ask))) / 2
-            self._refs[event.key] = _Reference(mid, event.ts_event)
+            # Freshness is judged on arrival time (ts_init): replayed data has old exchange times.
+            self._refs[event.key] = _Reference(mid, event.ts_init)
             return ()
         if isinstance(event, Signal):
             return self._on_signal(event, now_ns)
@@ -85,22 +93,43 @@ class RiskHandler:
         price = ref.price if ref else Decimal(str(s.price))
         rules = self._rules_for(s.symbol)
         target = target_qty(s.direction, s.score, price, s.volatility, self._sizing)
-        qty = rules.round_qty(order_qty(target, exposure, price, self._limits.max_order_notional,
-                                        self._limits.max_order_qty))
+        qty = rules.round_qty(
+            order_qty(
+                target, exposure, price, self._limits.max_order_notional, self._limits.max_order_qty
+            )
+        )
         if qty == 0 or abs(qty) < rules.min_qty or abs(qty) * price < rules.min_notional:
             return ()  # already at target (within one lot / minimum notional)
-        reasons = check_order(OrderCheck(
-            key=key, signed_qty=qty, reference_price=ref.price if ref else None,
-            reference_ts=ref.ts if ref else None, position_qty=exposure, now_ns=now_ns,
-            kill_switch=self.kill_switch), self._limits)
+        reasons = check_order(
+            OrderCheck(
+                key=key,
+                signed_qty=qty,
+                reference_price=ref.price if ref else None,
+                reference_ts=ref.ts if ref else None,
+                position_qty=exposure,
+                now_ns=now_ns,
+                kill_switch=self.kill_switch,
+            ),
+            self._limits,
+        )
         side = "buy" if qty > 0 else "sell"
         coid = client_order_id(s.strategy_id, s.event_id)
         ref_price = rules.round_price(price)
         decision = RiskDecision(
-            event_id=self._ids.new(), ts_event=s.ts_event, ts_init=now_ns, causation_id=s.event_id,
-            exchange=s.exchange, symbol=s.symbol, strategy_id=s.strategy_id, account=self._account,
-            approved=not reasons, reasons=reasons, client_order_id=None if reasons else coid,
-            side=side, quantity=abs(qty), reference_price=ref_price,
+            event_id=self._ids.new(),
+            ts_event=s.ts_event,
+            ts_init=now_ns,
+            causation_id=s.event_id,
+            exchange=s.exchange,
+            symbol=s.symbol,
+            strategy_id=s.strategy_id,
+            account=self._account,
+            approved=not reasons,
+            reasons=reasons,
+            client_order_id=None if reasons else coid,
+            side=side,
+            quantity=abs(qty),
+            reference_price=ref_price,
         )
         for reason in reasons or ["approved"]:
             DECISIONS.labels(reason).inc()
@@ -108,9 +137,18 @@ class RiskHandler:
             return (Emit(RISK_DECISIONS, decision),)
         self._open_qty[key] = self._open_qty.get(key, Decimal(0)) + qty
         order = OrderRequest(
-            event_id=self._ids.new(), ts_event=s.ts_event, ts_init=now_ns, causation_id=s.event_id,
-            exchange=s.exchange, symbol=s.symbol, client_order_id=coid, account=self._account,
-            strategy_id=s.strategy_id, side=side, quantity=abs(qty), reference_price=ref_price,
+            event_id=self._ids.new(),
+            ts_event=s.ts_event,
+            ts_init=now_ns,
+            causation_id=s.event_id,
+            exchange=s.exchange,
+            symbol=s.symbol,
+            client_order_id=coid,
+            account=self._account,
+            strategy_id=s.strategy_id,
+            side=side,
+            quantity=abs(qty),
+            reference_price=ref_price,
         )
         return (Emit(RISK_DECISIONS, decision), Emit(ORDERS, order))
 
@@ -139,18 +177,25 @@ class RiskHandler:
 
     def pnl(self) -> dict[str, str]:
         realized = sum((p.realized for p in self.positions.values()), Decimal(0))
-        unrealized = sum((p.unrealized(self._mark(k)) for k, p in self.positions.items()),
-                         Decimal(0))
+        unrealized = sum(
+            (p.unrealized(self._mark(k)) for k, p in self.positions.items()), Decimal(0)
+        )
         fees = sum((p.fees for p in self.positions.values()), Decimal(0))
-        return {"realized": fmt(realized), "unrealized": fmt(unrealized), "fees": fmt(fees),
-                "net": fmt(realized + unrealized - fees)}
+        return {
+            "realized": fmt(realized),
+            "unrealized": fmt(unrealized),
+            "fees": fmt(fees),
+            "net": fmt(realized + unrealized - fees),
+        }
 
     def _publish_books(self, key: str) -> None:
         pos = self.positions[key]
         pnl = self.pnl()
-        self._cache.set_many({
-            f"positions:{self._account}:{key}": orjson.dumps(pos.as_dict(self._mark(key))),
-            f"pnl:{self._account}": orjson.dumps(pnl),
-        })
+        self._cache.set_many(
+            {
+                f"positions:{self._account}:{key}": orjson.dumps(pos.as_dict(self._mark(key))),
+                f"pnl:{self._account}": orjson.dumps(pnl),
+            }
+        )
         POSITION.labels(key).set(float(pos.qty))
         PNL.labels(self._account).set(float(pnl["net"]))

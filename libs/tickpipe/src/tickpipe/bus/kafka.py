@@ -147,20 +147,27 @@ class KafkaLink:
                     raise BusError(f"fatal consumer error: {err}")
                 log.warning("consumer error", extra={"error": str(err)})
                 continue
-            topic = m.topic()
-            self._next[(topic, m.partition())] = m.offset() + 1
-            out.append(
-                Record(
-                    topic=self._names.logical(topic),
-                    partition=m.partition(),
-                    offset=m.offset(),
-                    key=m.key(),
-                    value=m.value() or b"",
-                    headers=tuple(m.headers() or ()),
-                    timestamp_ms=m.timestamp()[1],
-                )
-            )
+            out.append(self._record(m))
         return out
+
+    def _record(self, m: Message) -> Record:
+        # A message without error always has topic, partition and offset.
+        topic, partition, offset = str(m.topic()), int(m.partition() or 0), int(m.offset() or 0)
+        self._next[(topic, partition)] = offset + 1
+        key, value = m.key(), m.value()
+        headers = m.headers() or ()
+        return Record(
+            topic=self._names.logical(topic),
+            partition=partition,
+            offset=offset,
+            key=key.encode() if isinstance(key, str) else key,
+            value=value.encode() if isinstance(value, str) else (value or b""),
+            headers=tuple(
+                (k, v.encode() if isinstance(v, str) else (v or b""))
+                for k, v in (headers.items() if isinstance(headers, dict) else headers)
+            ),
+            timestamp_ms=m.timestamp()[1],
+        )
 
     def _offsets(self) -> list[TopicPartition]:
         return [TopicPartition(t, p, o) for (t, p), o in self._next.items()]

@@ -145,7 +145,9 @@ class MemoryLink:
         self._positions: dict[tuple[str, int], int] = {}
         self._closed = False
 
-    def _assign(self, partitions: list[tuple[str, int]], committed: dict[tuple[str, int], int]) -> None:
+    def _assign(
+        self, partitions: list[tuple[str, int]], committed: dict[tuple[str, int], int]
+    ) -> None:
         self._positions = {tp: committed.get(tp, 0) for tp in partitions}
 
     def poll(self, max_records: int, timeout_s: float = 0.0) -> list[Record]:

@@ -22,8 +22,10 @@ class OrderRequest(Instrument):
     event_type: ClassVar[str] = "order"
     type: Literal["order"] = "order"
     client_order_id: str = Field(
-        min_length=1, max_length=36, description="Deterministic from the order event: retries "
-        "and restarts never place the same order twice."
+        min_length=1,
+        max_length=36,
+        description="Deterministic from the order event: retries "
+        "and restarts never place the same order twice.",
     )
     account: str
     strategy_id: str

@@ -21,8 +21,9 @@ class HealthServer:
                     self._reply(200, b"ok\n", "text/plain")
                 elif self.path == "/readyz":
                     ok = is_ready()
-                    self._reply(200 if ok else 503, b"ready\n" if ok else b"not ready\n",
-                                "text/plain")
+                    self._reply(
+                        200 if ok else 503, b"ready\n" if ok else b"not ready\n", "text/plain"
+                    )
                 else:
                     self._reply(404, b"not found\n", "text/plain")
 

@@ -6,15 +6,24 @@ from prometheus_client import Counter, Gauge, Histogram
 
 # Latency buckets from 100 µs to 5 s: the pipeline's budget is milliseconds.
 LATENCY_BUCKETS = (
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    5.0,
 )
 
-MESSAGES_IN = Counter(
-    "tickpipe_messages_in", "Records consumed.", ["service", "topic"]
-)
-MESSAGES_OUT = Counter(
-    "tickpipe_messages_out", "Records produced.", ["service", "topic"]
-)
+MESSAGES_IN = Counter("tickpipe_messages_in", "Records consumed.", ["service", "topic"])
+MESSAGES_OUT = Counter("tickpipe_messages_out", "Records produced.", ["service", "topic"])
 HANDLER_SECONDS = Histogram(
     "tickpipe_handler_duration_seconds",
     "Time spent in the handler per record.",

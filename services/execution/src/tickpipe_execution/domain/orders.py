@@ -9,12 +9,15 @@ from tickpipe.messages import OrderStatus as S
 
 TRANSITIONS: dict[S, frozenset[S]] = {
     S.NEW: frozenset({S.SUBMITTED, S.REJECTED}),
-    S.SUBMITTED: frozenset({S.ACKNOWLEDGED, S.REJECTED, S.PARTIALLY_FILLED, S.FILLED,
-                            S.PENDING_CANCEL, S.EXPIRED}),
-    S.ACKNOWLEDGED: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.CANCELLED,
-                               S.EXPIRED}),
-    S.PARTIALLY_FILLED: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.CANCELLED,
-                                   S.EXPIRED}),
+    S.SUBMITTED: frozenset(
+        {S.ACKNOWLEDGED, S.REJECTED, S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.EXPIRED}
+    ),
+    S.ACKNOWLEDGED: frozenset(
+        {S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.CANCELLED, S.EXPIRED}
+    ),
+    S.PARTIALLY_FILLED: frozenset(
+        {S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.CANCELLED, S.EXPIRED}
+    ),
     S.PENDING_CANCEL: frozenset({S.CANCELLED, S.PARTIALLY_FILLED, S.FILLED}),
     S.FILLED: frozenset(),
     S.CANCELLED: frozenset(),

@@ -48,5 +48,6 @@ class PaperExchange:
         tick = self.config.tick_size
         price = (raw / tick).to_integral_value() * tick
         fee = (price * qty * self.config.taker_fee_bps / Decimal(10_000)).quantize(
-            Decimal("0.00000001"))
+            Decimal("0.00000001")
+        )
         return PaperFill(price, qty, fee)

@@ -44,7 +44,10 @@ def check_order(o: OrderCheck, limits: Limits) -> list[str]:
     if qty * o.reference_price > limits.max_order_notional:
         reasons.append("max_order_notional")
     resulting = abs(o.position_qty + o.signed_qty) * o.reference_price
-    if resulting > limits.max_position_notional and resulting > abs(o.position_qty) * o.reference_price:
+    if (
+        resulting > limits.max_position_notional
+        and resulting > abs(o.position_qty) * o.reference_price
+    ):
         # Only orders that grow exposure past the cap are refused; reducing is always allowed.
         reasons.append("max_position")
     return reasons

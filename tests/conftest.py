@@ -1,0 +1,3 @@
+"""Shared fixtures. Brokers come from tests/brokers.py (env, testcontainers, or local JVM)."""
+
+pytest_plugins = ["tests.brokers"]
