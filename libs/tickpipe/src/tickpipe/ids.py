@@ -32,6 +32,7 @@ class EventIds:
         self._rng = random.Random(seed) if seed is not None else random.SystemRandom()
         self._last_ms = -1
         self._last_rand = 0
+        self._prefix = ""
         self._lock = threading.Lock()
 
     def new(self) -> str:
@@ -43,7 +44,8 @@ class EventIds:
             else:
                 self._last_ms = ms
                 self._last_rand = self._rng.getrandbits(_RANDOM_BITS)
-            return _encode(ms, 10) + _encode(self._last_rand, 16)
+                self._prefix = _encode(ms, 10)
+            return self._prefix + _encode(self._last_rand, 16)
 
 
 def ulid_time_ms(event_id: str) -> int:

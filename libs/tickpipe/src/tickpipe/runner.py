@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import Span, StatusCode, Tracer
+from opentelemetry.trace import INVALID_SPAN, NoOpTracer, Span, StatusCode, Tracer
 
 from tickpipe.bus.base import Headers, Link, OutRecord, Producer, Record
 from tickpipe.clock import Clock
@@ -31,6 +31,12 @@ EVENT_TYPE = "event-type"
 SCHEMA_VERSION = "schema-version"
 # ts_init (ns) of the trade at ingest that this record descends from: end-to-end latency.
 ORIGIN_TS = "tickpipe-origin-ts"
+_FORWARDED = ("traceparent", "tracestate", ORIGIN_TS)
+
+
+def forwarded_headers(record: Record) -> Headers:
+    """Trace context and origin time passed on unchanged (when no spans are recorded)."""
+    return tuple((k, v) for k, v in record.headers if k in _FORWARDED)
 
 
 def encode_emit(emit: Emit, headers: Headers) -> OutRecord:
@@ -87,6 +93,8 @@ class StreamRunner:
         self._batch_size = batch_size
         self._labels = _Labels(service)
         self._batch_seconds = metrics.BATCH_SECONDS.labels(service)
+        # Without an exporter, spans would be thrown away: skip them, forward the context.
+        self._tracing = not isinstance(tracer, NoOpTracer)
 
     def ready(self) -> bool:
         return self._link.ready()
@@ -101,13 +109,21 @@ class StreamRunner:
         for record in records:
             outputs.extend(self._process(record))
         self._link.complete(outputs)
-        for out in outputs:
-            self._labels.get(metrics.MESSAGES_OUT, out.topic).inc()
+        self._count(metrics.MESSAGES_IN, (r.topic for r in records))
+        self._count(metrics.MESSAGES_OUT, (o.topic for o in outputs))
         self._batch_seconds.observe(time.perf_counter() - started)
         return len(records)
 
+    def _count(self, counter: Any, topics: Iterable[str]) -> None:
+        counts: dict[str, int] = {}
+        for topic in topics:
+            counts[topic] = counts.get(topic, 0) + 1
+        for topic, n in counts.items():
+            self._labels.get(counter, topic).inc(n)
+
     def _process(self, record: Record) -> list[OutRecord]:
-        self._labels.get(metrics.MESSAGES_IN, record.topic).inc()
+        if not self._tracing:
+            return self._handle(record, INVALID_SPAN)
         span = start_process_span(self._tracer, record, self._group)
         with trace.use_span(span, end_on_exit=True):
             return self._handle(record, span)
@@ -138,9 +154,14 @@ class StreamRunner:
             self._labels.get(metrics.HANDLER_SECONDS, record.topic).observe(
                 time.perf_counter() - started
             )
-        headers = inject()
-        if origin is not None:
-            headers = (*headers, (ORIGIN_TS, origin))
+        if not emits:
+            return []
+        if self._tracing:
+            headers = inject()
+            if origin is not None:
+                headers = (*headers, (ORIGIN_TS, origin))
+        else:
+            headers = forwarded_headers(record)
         return [encode_emit(e, headers) for e in emits]
 
     def _dead_letter(
@@ -177,7 +198,8 @@ class StreamRunner:
             key=None if record.key is None else record.key.decode("utf-8", "replace"),
             payload_b64=base64.b64encode(record.value).decode(),
         )
-        return encode_emit(Emit(DLQ, letter, key=record.topic), inject())
+        headers = inject() if self._tracing else forwarded_headers(record)
+        return encode_emit(Emit(DLQ, letter, key=record.topic), headers)
 
     def close(self) -> None:
         self._link.close()
