@@ -78,17 +78,23 @@ def _sample_mix() -> tuple[int, int]:
     return len(items), sum(isinstance(i, TradeData) for i in items)
 
 
-def run_kafka(bootstrap: str, redis_url: str, trades_per_s: float, loops: int | None,
-              tail_s: float = 5.0) -> Result:
+def run_kafka(
+    bootstrap: str, redis_url: str, trades_per_s: float, loops: int | None, tail_s: float = 5.0
+) -> Result:
     records_per_loop, trades_per_loop = _sample_mix()
     rate = None if trades_per_s <= 0 else trades_per_s * records_per_loop / trades_per_loop
     namespace = f"bench{uuid.uuid4().hex[:8]}"
     names = TopicNames(namespace)
     create_topics(bootstrap, names)
-    env = {"TICKPIPE_BUS": "kafka", "TICKPIPE_KAFKA_BOOTSTRAP": bootstrap,
-           "TICKPIPE_REDIS_URL": redis_url, "TICKPIPE_TOPIC_NAMESPACE": namespace,
-           "TICKPIPE_INGEST_FILE": str(SAMPLE), "TICKPIPE_INGEST_LOOPS": str(loops or 1),
-           "TICKPIPE_LOG_LEVEL": "WARNING"}
+    env = {
+        "TICKPIPE_BUS": "kafka",
+        "TICKPIPE_KAFKA_BOOTSTRAP": bootstrap,
+        "TICKPIPE_REDIS_URL": redis_url,
+        "TICKPIPE_TOPIC_NAMESPACE": namespace,
+        "TICKPIPE_INGEST_FILE": str(SAMPLE),
+        "TICKPIPE_INGEST_LOOPS": str(loops or 1),
+        "TICKPIPE_LOG_LEVEL": "WARNING",
+    }
     if rate:
         env["TICKPIPE_INGEST_RATE"] = f"{rate:.1f}"
     latencies: list[float] = []
@@ -99,7 +105,8 @@ def run_kafka(bootstrap: str, redis_url: str, trades_per_s: float, loops: int | 
                 procs.start(name)
             procs.wait_ready(DOWNSTREAM)
             link = KafkaBus(bootstrap, names).link(
-                group=f"{namespace}.bench", topics=[EXECUTIONS], client_id="bench")
+                group=f"{namespace}.bench", topics=[EXECUTIONS], client_id="bench"
+            )
             started = time.monotonic()
             procs.start("ingest")
             last = time.monotonic()
@@ -123,8 +130,14 @@ def run_kafka(bootstrap: str, redis_url: str, trades_per_s: float, loops: int | 
     if any(codes.values()):
         raise SystemExit(f"a service failed: {codes}")
     mode = f"kafka @ {trades_per_s:,.0f} trades/s" if rate else "kafka, max speed"
-    return Result(mode, records_per_loop * (loops or 1), trades_per_loop * (loops or 1), seconds,
-                  latencies, rss)
+    return Result(
+        mode,
+        records_per_loop * (loops or 1),
+        trades_per_loop * (loops or 1),
+        seconds,
+        latencies,
+        rss,
+    )
 
 
 def run_memory(loops: int) -> Result:
@@ -144,9 +157,15 @@ print(orjson.dumps({{"n": n, "s": s, "fills": fills,
 """
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     data = orjson.loads(out.stdout.strip().splitlines()[-1])
-    records_per_loop, trades_per_loop = _sample_mix()
-    return Result("in-memory, max speed", data["n"], trades_per_loop * loops, data["s"], [],
-                  {"all five": data["rss"]})
+    _, trades_per_loop = _sample_mix()
+    return Result(
+        "in-memory, max speed",
+        data["n"],
+        trades_per_loop * loops,
+        data["s"],
+        [],
+        {"all five": data["rss"]},
+    )
 
 
 def main() -> int:
@@ -173,16 +192,27 @@ def main() -> int:
             if state is not None:
                 down(state, purge=True)
     results.append(run_memory(args.loops))
-    table = Table(title=f"tickpipe pipeline benchmark — {SAMPLE.name} ×{args.loops}, "
-                        f"{os.cpu_count()} cores")
-    for col in ("mode", "trades/s", "records/s", "fills", "p50 ms", "p99 ms", "max ms",
-                "peak RSS MiB"):
+    table = Table(
+        title=f"tickpipe pipeline benchmark — {SAMPLE.name} ×{args.loops}, {os.cpu_count()} cores"
+    )
+    for col in (
+        "mode",
+        "trades/s",
+        "records/s",
+        "fills",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "peak RSS MiB",
+    ):
         table.add_column(col, justify="left" if col in ("mode", "peak RSS MiB") else "right")
     for r in results:
         table.add_row(*r.row())
     Console(width=180).print(table)
-    print("latency: trade ts_init at ingest -> fill ts_init at execution, per fill; "
-          f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    print(
+        "latency: trade ts_init at ingest -> fill ts_init at execution, per fill; "
+        f"bench process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB"
+    )
     return 0
 
 

@@ -38,9 +38,13 @@ class EventIds:
     def new(self) -> str:
         with self._lock:
             ms = self._clock.now_ns() // 1_000_000
-            if ms <= self._last_ms:
-                ms = self._last_ms
-                self._last_rand = (self._last_rand + 1) & _RANDOM_MAX
+            if ms <= self._last_ms and self._last_rand < _RANDOM_MAX:
+                self._last_rand += 1
+            elif ms <= self._last_ms:
+                # 2^80 ids in one millisecond: borrow the next millisecond, stay sorted.
+                self._last_ms += 1
+                self._last_rand = 0
+                self._prefix = _encode(self._last_ms, 10)
             else:
                 self._last_ms = ms
                 self._last_rand = self._rng.getrandbits(_RANDOM_BITS)

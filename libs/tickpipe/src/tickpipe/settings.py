@@ -29,7 +29,7 @@ class PlatformSettings(BaseSettings):
     log_level: str = "INFO"
     batch_size: int = Field(default=500, ge=1, description="Max records per consumed batch.")
     poll_timeout_ms: int = Field(
-        default=5, ge=0, description="Consume wait; bounds latency on a quiet topic."
+        default=100, ge=0, description="Longest wait for a record; returns as soon as one arrives."
     )
 
     def group(self, service: str) -> str:

@@ -45,8 +45,9 @@ class FileReplaySource:
 
     def _items(self) -> Iterator[Item]:
         items = list(read_binance_capture(self.path))
-        stamped = [i for i in items if not isinstance(i, ParseError)]
-        span = (stamped[-1].ts_event - stamped[0].ts_event + 1_000_000_000) if stamped else 0
+        stamps = [i.ts_event for i in items if not isinstance(i, ParseError)]
+        # Quotes carry receive time, trades exchange time: shift by the whole range.
+        span = (max(stamps) - min(stamps) + 1_000_000_000) if stamps else 0
         for loop in range(self._loops):
             for item in items:
                 yield _shifted(item, loop, loop * span) if loop else item

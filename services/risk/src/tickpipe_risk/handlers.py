@@ -164,7 +164,9 @@ class RiskHandler:
             self._open_qty[key] = self._open_qty.get(key, Decimal(0)) - sign * r.last_qty
             self._publish_books(key)
         elif r.status in TERMINAL:
-            self._open_qty[key] = self._open_qty.get(key, Decimal(0)) - sign * r.leaves_qty
+            # leaves_qty is 0 on a terminal report: release what was never filled.
+            unfilled = r.quantity - r.cum_qty
+            self._open_qty[key] = self._open_qty.get(key, Decimal(0)) - sign * unfilled
 
     def _on_control(self, c: ControlCommand) -> None:
         if c.action in (ControlAction.KILL_SWITCH_ON, ControlAction.KILL_SWITCH_OFF):

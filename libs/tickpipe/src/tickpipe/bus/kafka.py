@@ -3,12 +3,17 @@
 Producers are idempotent (`acks=all`) with the murmur2 partitioner, so keys land on the same
 partitions as with the Java client. Links consume in batches and commit only after their
 outputs are acknowledged; transactional links (risk, execution) commit outputs and input
-offsets in one Kafka transaction per consumed batch.
+offsets in one Kafka transaction per consumed batch that has outputs.
+
+A batch without outputs (most quotes, most trades) needs no round trip: its offsets ride
+with the next commit, or are committed after `commit_interval_s`. Redelivery after a crash
+then repeats only records that changed in-memory state, which a restart rebuilds anyway.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,7 +38,10 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "acks": "all",
     "linger.ms": 1,
     "partitioner": "murmur2_random",
-    "compression.type": "lz4",
+    # Measured on loopback: lz4 took the median hop from ~2 ms to ~5 ms (the broker
+    # decompresses batches to validate them). Small JSON records gain little from it.
+    "compression.type": "none",
+    "socket.nagle.disable": True,
 }
 
 CONSUMER_DEFAULTS: dict[str, Any] = {
@@ -44,6 +52,7 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     # and the client re-fetches quickly instead of backing off.
     "fetch.wait.max.ms": 10,
     "fetch.queue.backoff.ms": 10,
+    "socket.nagle.disable": True,
     "session.timeout.ms": 10_000,
     "heartbeat.interval.ms": 1_000,
 }
@@ -105,9 +114,12 @@ class KafkaLink:
         client_id: str,
         transactional_id: str | None,
         overrides: dict[str, Any] | None = None,
+        commit_interval_s: float = 0.1,
     ) -> None:
         self._names = names
         self._assigned = False
+        self._commit_interval = commit_interval_s
+        self._last_commit = time.monotonic()
         common = {"bootstrap.servers": bootstrap, "client.id": client_id}
         consumer_conf = {**CONSUMER_DEFAULTS, **common, "group.id": group, **(overrides or {})}
         producer_conf = {**PRODUCER_DEFAULTS, **common}
@@ -137,8 +149,17 @@ class KafkaLink:
             self._next.pop((tp.topic, tp.partition), None)
 
     def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+        # consume(n, t) waits all of t unless n arrive: block on the first record only,
+        # then take whatever else is already fetched.
+        first = self._consumer.poll(timeout_s)
+        if first is None:
+            self._commit_if_due()
+            return []
+        messages = (
+            [first, *self._consumer.consume(max_records - 1, 0)] if max_records > 1 else [first]
+        )
         out: list[Record] = []
-        for m in self._consumer.consume(max_records, timeout_s):
+        for m in messages:
             err = m.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
@@ -173,21 +194,31 @@ class KafkaLink:
         return [TopicPartition(t, p, o) for (t, p), o in self._next.items()]
 
     def complete(self, outputs: Sequence[OutRecord]) -> None:
-        if not self._next and not outputs:
-            return
+        if outputs:
+            self._commit(outputs)
+        else:
+            self._commit_if_due()
+
+    def _commit_if_due(self) -> None:
+        if self._next and time.monotonic() - self._last_commit >= self._commit_interval:
+            self._commit(())
+
+    def _commit(self, outputs: Sequence[OutRecord]) -> None:
         try:
             if self._transactional:
                 self._complete_transaction(outputs)
             else:
                 for rec in outputs:
                     self._producer.send(rec)
-                self._producer.flush()
+                if outputs:
+                    self._producer.flush()
                 if self._next:
                     self._consumer.commit(offsets=self._offsets(), asynchronous=False)
         except KafkaException as exc:
             # Crash-only: the process restarts and resumes from the last committed offsets.
             raise BusError(f"could not complete batch: {exc}") from exc
         self._next.clear()
+        self._last_commit = time.monotonic()
 
     def _complete_transaction(self, outputs: Sequence[OutRecord]) -> None:
         rd = self._producer.raw
@@ -205,6 +236,8 @@ class KafkaLink:
 
     def close(self) -> None:
         try:
+            if self._next and self._assigned:
+                self._commit(())  # a clean stop leaves nothing to redeliver
             self._consumer.close()
         finally:
             self._producer.close()

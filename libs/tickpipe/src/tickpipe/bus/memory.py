@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from tickpipe.bus.base import OutRecord, Record
+from tickpipe.bus.base import BusError, OutRecord, Record
 from tickpipe.topics import BY_NAME
 
 
@@ -151,6 +151,8 @@ class MemoryLink:
         self._positions = {tp: committed.get(tp, 0) for tp in partitions}
 
     def poll(self, max_records: int, timeout_s: float = 0.0) -> list[Record]:
+        if self._closed:
+            raise BusError(f"{self.client_id}: poll after close")
         heads: list[tuple[int, int, tuple[str, int]]] = []
         buffers: dict[tuple[str, int], list[_Entry]] = {}
         for i, (tp, pos) in enumerate(sorted(self._positions.items())):
@@ -173,6 +175,8 @@ class MemoryLink:
         return out
 
     def complete(self, outputs: Sequence[OutRecord]) -> None:
+        if self._closed:
+            raise BusError(f"{self.client_id}: complete after close (its partitions moved on)")
         for rec in outputs:
             self._bus.append(rec)
         self._bus.commit(self.group, dict(self._positions))

@@ -55,5 +55,6 @@ class Order:
     def fill(self, qty: Decimal) -> None:
         if qty <= 0 or self.cum_qty + qty > self.quantity:
             raise InvalidTransition(f"{self.client_order_id}: fill of {qty} exceeds the order")
+        # Transition first: a fill refused by the state (e.g. a cancelled order) changes nothing.
+        self.transition(S.FILLED if self.cum_qty + qty == self.quantity else S.PARTIALLY_FILLED)
         self.cum_qty += qty
-        self.transition(S.FILLED if self.cum_qty == self.quantity else S.PARTIALLY_FILLED)

@@ -24,6 +24,14 @@ class ModelCard:
     sha256: str
     raw: dict[str, object]
 
+    def checksum(self, onnx_file: str) -> str | None:
+        """The sha256 the card records for a file of the model (`model.onnx` or a variant)."""
+        if onnx_file == "model.onnx":
+            return self.sha256
+        files = self.raw.get("files", {})
+        value = files.get(onnx_file) if isinstance(files, dict) else None
+        return str(value) if value is not None else None
+
     @classmethod
     def load(cls, path: Path) -> ModelCard:
         data = json.loads(path.read_text())
@@ -50,7 +58,10 @@ class OnnxModel:
         if not card_path.exists() or not onnx_path.exists():
             raise ModelError(f"no model at {model_dir} (need card.json and {onnx_file})")
         self.card = ModelCard.load(card_path)
-        if onnx_file == "model.onnx" and sha256_file(onnx_path) != self.card.sha256:
+        expected = self.card.checksum(onnx_file)
+        if expected is None:
+            raise ModelError(f"{onnx_path}: the model card lists no sha256 for it")
+        if sha256_file(onnx_path) != expected:
             raise ModelError(f"{onnx_path}: sha256 does not match the model card")
         options = ort.SessionOptions()
         # One scoring thread per process: the services share two cores with Kafka.

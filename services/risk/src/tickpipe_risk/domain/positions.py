@@ -10,7 +10,8 @@ CENTS = Decimal("0.00000001")  # reporting precision
 
 
 def fmt(x: Decimal) -> str:
-    return str(x.quantize(CENTS))
+    # Fixed-point: str() would print zero as "0E-8"; adding ZERO turns -0 into 0.
+    return f"{x.quantize(CENTS) + ZERO:f}"
 
 
 @dataclass
