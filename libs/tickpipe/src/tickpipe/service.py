@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from tickpipe.bus.base import Bus
 from tickpipe.cache.base import Cache
@@ -43,6 +43,20 @@ class Rejected(Exception):
 
 class Handler(Protocol):
     def handle(self, event: Event, topic: str, now_ns: int) -> Sequence[Emit]: ...
+
+
+@runtime_checkable
+class Stateful(Protocol):
+    """A handler whose in-memory state the runner snapshots (with the consumed offsets) and
+    restores after a restart, replaying the records consumed since the snapshot.
+
+    `snapshot` must capture everything `handle` depends on; `restore` on a fresh handler
+    followed by the same inputs must give the same outputs as an uninterrupted run.
+    """
+
+    def snapshot(self) -> bytes: ...
+
+    def restore(self, data: bytes) -> None: ...
 
 
 class Source(Protocol):
