@@ -80,6 +80,7 @@ def make_stream_runner(
         ids=ctx.ids,
         tracer=tracer,
         batch_size=settings.batch_size,
+        latest_only=spec.latest_only,
     )
 
 

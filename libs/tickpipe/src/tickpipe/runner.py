@@ -70,6 +70,26 @@ class _Labels:
         return child
 
 
+def superseded(records: list[Record], latest_only: frozenset[str]) -> list[bool]:
+    """Which records a later record of the same `latest_only` topic and key makes redundant.
+
+    Any other record in between may read the state, so it keeps what came before it.
+    """
+    skip = [False] * len(records)
+    later: set[tuple[str, bytes | None]] = set()
+    for i in range(len(records) - 1, -1, -1):
+        r = records[i]
+        if r.topic in latest_only:
+            k = (r.topic, r.key)
+            if k in later:
+                skip[i] = True
+            else:
+                later.add(k)
+        elif later:
+            later.clear()
+    return skip
+
+
 class StreamRunner:
     def __init__(
         self,
@@ -82,8 +102,11 @@ class StreamRunner:
         ids: EventIds,
         tracer: Tracer,
         batch_size: int = 500,
+        latest_only: tuple[str, ...] = (),
     ) -> None:
         self.service = service
+        self._latest_only = frozenset(latest_only)
+        self._superseded = metrics.SUPERSEDED.labels(service)
         self._group = group
         self._handler = handler
         self._link = link
@@ -106,7 +129,11 @@ class StreamRunner:
             return 0
         started = time.perf_counter()
         outputs: list[OutRecord] = []
-        for record in records:
+        skip = superseded(records, self._latest_only) if self._latest_only else None
+        for i, record in enumerate(records):
+            if skip is not None and skip[i]:
+                self._superseded.inc()
+                continue
             outputs.extend(self._process(record))
         self._link.complete(outputs)
         self._count(metrics.MESSAGES_IN, (r.topic for r in records))

@@ -81,7 +81,10 @@ class ServiceSpec:
     """Registered under the `tickpipe.services` entry-point group by each service package.
 
     `inputs` empty means the service is a source. `transactional` services consume and
-    produce inside Kafka transactions (exactly once).
+    produce inside Kafka transactions (exactly once). `latest_only` names input topics whose
+    records the handler only keeps the latest of per key (e.g. quotes as a reference price):
+    within a consumed batch the runner skips a record superseded by a later one of the same
+    topic and key when no other record comes between, which changes no output.
     """
 
     name: str
@@ -89,3 +92,4 @@ class ServiceSpec:
     build: Callable[[ServiceContext], Handler | Source]
     transactional: bool = False
     default_http_port: int | None = None
+    latest_only: tuple[str, ...] = ()

@@ -29,5 +29,6 @@ SERVICE = ServiceSpec(
     inputs=(ORDERS, QUOTES, CONTROL),
     build=build,
     transactional=True,
+    latest_only=(QUOTES,),  # only the latest quote per instrument matters here
     default_http_port=9105,
 )

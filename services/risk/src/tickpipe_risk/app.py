@@ -53,5 +53,6 @@ SERVICE = ServiceSpec(
     inputs=(SIGNALS, QUOTES, EXECUTIONS, CONTROL),
     build=build,
     transactional=True,
+    latest_only=(QUOTES,),  # only the latest quote per instrument matters here
     default_http_port=9104,
 )

@@ -46,6 +46,11 @@ ERRORS = Counter("tickpipe_errors", "Errors by kind.", ["service", "kind"])
 DEAD_LETTERS = Counter(
     "tickpipe_dead_letters", "Records sent to dlq.v1, by reason.", ["service", "source", "reason"]
 )
+SUPERSEDED = Counter(
+    "tickpipe_superseded",
+    "Records skipped because a later record of the same key replaced them (latest-only inputs).",
+    ["service"],
+)
 READY = Gauge("tickpipe_ready", "1 when the service is connected and assigned.", ["service"])
 CONSUMER_LAG = Gauge(
     "tickpipe_consumer_lag", "Records behind the end of the topic.", ["service", "topic"]
