@@ -19,6 +19,7 @@ from tickpipe.ids import EventIds
 from tickpipe.runner import SourceRunner, StreamRunner
 from tickpipe.service import Handler, ServiceContext, ServiceSpec, Source
 from tickpipe.settings import PlatformSettings
+from tickpipe.state import SnapshotStore
 from tickpipe.telemetry import metrics
 from tickpipe.telemetry.http import HealthServer
 from tickpipe.telemetry.logs import configure_logging
@@ -81,6 +82,7 @@ def make_stream_runner(
         tracer=tracer,
         batch_size=settings.batch_size,
         latest_only=spec.latest_only,
+        snapshots=SnapshotStore(ctx.cache, f"snapshot:{group}"),
     )
 
 

@@ -16,11 +16,12 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import INVALID_SPAN, NoOpTracer, Span, StatusCode, Tracer
 
-from tickpipe.bus.base import Headers, Link, OutRecord, Producer, Record
+from tickpipe.bus.base import Headers, Link, Offsets, OutRecord, Producer, Record
 from tickpipe.clock import Clock
 from tickpipe.ids import EventIds
 from tickpipe.messages import DeadLetter, DecodeError, Event, decode, encode
-from tickpipe.service import Emit, Handler, Rejected, Source
+from tickpipe.service import Emit, Handler, Rejected, Source, Stateful
+from tickpipe.state import Snapshot, SnapshotStore
 from tickpipe.telemetry import metrics
 from tickpipe.telemetry.tracing import inject, start_process_span, start_send_span
 from tickpipe.topics import DLQ
@@ -103,8 +104,15 @@ class StreamRunner:
         tracer: Tracer,
         batch_size: int = 500,
         latest_only: tuple[str, ...] = (),
+        snapshots: SnapshotStore | None = None,
+        snapshot_interval_s: float = 1.0,
     ) -> None:
         self.service = service
+        self._stateful = handler if isinstance(handler, Stateful) else None
+        self._snapshots = snapshots if self._stateful is not None else None
+        self._snapshot_interval = snapshot_interval_s
+        self._last_snapshot = time.monotonic()
+        self._committed: Offsets = {}
         self._latest_only = frozenset(latest_only)
         self._superseded = metrics.SUPERSEDED.labels(service)
         self._group = group
@@ -118,6 +126,27 @@ class StreamRunner:
         self._batch_seconds = metrics.BATCH_SECONDS.labels(service)
         # Without an exporter, spans would be thrown away: skip them, forward the context.
         self._tracing = not isinstance(tracer, NoOpTracer)
+        self._replayed = metrics.REPLAYED.labels(service)
+        self._restore()
+
+    def _restore(self) -> None:
+        if self._snapshots is None or self._stateful is None:
+            return
+        snapshot = self._snapshots.load()
+        if snapshot is None:
+            return
+        self._stateful.restore(snapshot.state)
+        self._committed = dict(snapshot.offsets)
+        self._link.resume_from(snapshot.offsets)
+        log.info("state restored", extra={"partitions": len(snapshot.offsets)})
+
+    def _after_commit(self, committed: Offsets | None) -> None:
+        if committed is None or self._snapshots is None or self._stateful is None:
+            return
+        self._committed.update(committed)
+        if time.monotonic() - self._last_snapshot >= self._snapshot_interval:
+            self._snapshots.save(Snapshot(dict(self._committed), self._stateful.snapshot()))
+            self._last_snapshot = time.monotonic()
 
     def ready(self) -> bool:
         return self._link.ready()
@@ -126,6 +155,7 @@ class StreamRunner:
         """Consume one batch, process it, publish and commit. Returns records consumed."""
         records = self._link.poll(self._batch_size, timeout_s)
         if not records:
+            self._after_commit(self._link.complete(()))
             return 0
         started = time.perf_counter()
         outputs: list[OutRecord] = []
@@ -134,8 +164,12 @@ class StreamRunner:
             if skip is not None and skip[i]:
                 self._superseded.inc()
                 continue
-            outputs.extend(self._process(record))
-        self._link.complete(outputs)
+            out = self._process(record)
+            if record.replay:
+                self._replayed.inc()  # published before the restart: state only
+            else:
+                outputs.extend(out)
+        self._after_commit(self._link.complete(outputs))
         self._count(metrics.MESSAGES_IN, (r.topic for r in records))
         self._count(metrics.MESSAGES_OUT, (o.topic for o in outputs))
         self._batch_seconds.observe(time.perf_counter() - started)

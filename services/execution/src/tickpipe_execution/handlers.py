@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
+
+import orjson
 
 from tickpipe.ids import EventIds
 from tickpipe.messages import (
@@ -34,6 +37,25 @@ class ExecutionHandler:
         if isinstance(event, OrderRequest):
             return self._on_order(event, now_ns)
         return ()
+
+    def snapshot(self) -> bytes:
+        return orjson.dumps(
+            {
+                "orders": {
+                    c: [str(o.quantity), o.status.value, str(o.cum_qty)]
+                    for c, o in self.orders.items()
+                },
+                "touch": self._exchange.snapshot(),
+            }
+        )
+
+    def restore(self, data: bytes) -> None:
+        state = orjson.loads(data)
+        self.orders = {
+            c: Order(c, Decimal(q), OrderStatus(s), Decimal(cum))
+            for c, (q, s, cum) in state["orders"].items()
+        }
+        self._exchange.restore(state["touch"])
 
     def _report(self, o: OrderRequest, order: Order, now_ns: int, **fill: object) -> Emit:
         ORDERS_BY_STATE.labels(order.status.value).inc()

@@ -173,6 +173,32 @@ class RiskHandler:
             self.kill_switch = c.action is ControlAction.KILL_SWITCH_ON
             self._cache.set(KILL_SWITCH_KEY, b"1" if self.kill_switch else b"0")
 
+    def snapshot(self) -> bytes:
+        return orjson.dumps(
+            {
+                "refs": {k: [str(r.price), r.ts] for k, r in self._refs.items()},
+                "positions": {
+                    k: [
+                        str(p.qty),
+                        str(p.avg_price),
+                        str(p.realized),
+                        str(p.fees),
+                        str(p.last_price),
+                    ]
+                    for k, p in self.positions.items()
+                },
+                "open_qty": {k: str(q) for k, q in self._open_qty.items()},
+            }
+        )
+
+    def restore(self, data: bytes) -> None:
+        state = orjson.loads(data)
+        self._refs = {k: _Reference(Decimal(p), ts) for k, (p, ts) in state["refs"].items()}
+        self.positions = {
+            k: Position(*(Decimal(x) for x in v)) for k, v in state["positions"].items()
+        }
+        self._open_qty = {k: Decimal(q) for k, q in state["open_qty"].items()}
+
     def _mark(self, key: str) -> Decimal | None:
         ref = self._refs.get(key)
         return ref.price if ref else None

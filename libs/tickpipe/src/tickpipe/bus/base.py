@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 Headers = tuple[tuple[str, bytes], ...]
+# Next offset to consume per (logical topic, partition).
+Offsets = dict[tuple[str, int], int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +22,8 @@ class Record:
     value: bytes
     headers: Headers = ()
     timestamp_ms: int = 0
+    # Consumed again to rebuild state after a restart; its outputs were already published.
+    replay: bool = False
 
     def header(self, name: str) -> bytes | None:
         for k, v in self.headers:
@@ -56,11 +60,20 @@ class Link(Protocol):
 
     def poll(self, max_records: int, timeout_s: float) -> list[Record]: ...
 
-    def complete(self, outputs: Sequence[OutRecord]) -> None:
+    def complete(self, outputs: Sequence[OutRecord]) -> Offsets | None:
         """Publish `outputs`, then commit the offsets of everything polled so far.
 
         Transactional links do both atomically (exactly once); others publish, wait for the
-        acks, and only then commit (at least once).
+        acks, and only then commit (at least once). A link may defer committing a batch
+        without outputs; it returns the offsets it committed, or None when it deferred.
+        Called with no outputs when idle, so deferred commits still happen.
+        """
+
+    def resume_from(self, offsets: Offsets) -> None:
+        """Start these partitions at `offsets` (a state snapshot's), before the first poll.
+
+        Records between there and the group's committed offsets come back with
+        `replay=True`: they rebuild state, their outputs are not published again.
         """
 
     def ready(self) -> bool:

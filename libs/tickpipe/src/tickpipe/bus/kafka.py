@@ -28,7 +28,7 @@ from confluent_kafka import (
     Producer as _RdProducer,
 )
 
-from tickpipe.bus.base import BusError, OutRecord, Record
+from tickpipe.bus.base import BusError, Offsets, OutRecord, Record
 from tickpipe.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -137,10 +137,29 @@ class KafkaLink:
             on_revoke=self._on_revoke,
         )
         self._next: dict[tuple[str, int], int] = {}
+        self._resume: dict[tuple[str, int], int] = {}
+        self._replay_until: dict[tuple[str, int], int] = {}
+
+    def resume_from(self, offsets: Offsets) -> None:
+        self._resume = {(self._names.physical(t), p): o for (t, p), o in offsets.items()}
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        resumed = [tp for tp in partitions if (tp.topic, tp.partition) in self._resume]
+        if resumed:
+            committed = {
+                (tp.topic, tp.partition): tp.offset for tp in consumer.committed(resumed, 30)
+            }
+            for tp in resumed:
+                key = (tp.topic, tp.partition)
+                tp.offset = self._resume.pop(key)
+                if committed.get(key, -1) > tp.offset:
+                    self._replay_until[key] = committed[key]
+            # Setting offsets in on_assign takes effect through assign().
+            consumer.assign(partitions)
         self._assigned = True
-        log.info("partitions assigned", extra={"partitions": len(partitions)})
+        log.info(
+            "partitions assigned", extra={"partitions": len(partitions), "resumed": len(resumed)}
+        )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Offsets of a batch in flight are dropped: its records are redelivered to the next
@@ -153,7 +172,6 @@ class KafkaLink:
         # then take whatever else is already fetched.
         first = self._consumer.poll(timeout_s)
         if first is None:
-            self._commit_if_due()
             return []
         messages = (
             [first, *self._consumer.consume(max_records - 1, 0)] if max_records > 1 else [first]
@@ -177,7 +195,9 @@ class KafkaLink:
         self._next[(topic, partition)] = offset + 1
         key, value = m.key(), m.value()
         headers = m.headers() or ()
+        replay = offset < self._replay_until.get((topic, partition), -1)
         return Record(
+            replay=replay,
             topic=self._names.logical(topic),
             partition=partition,
             offset=offset,
@@ -193,17 +213,14 @@ class KafkaLink:
     def _offsets(self) -> list[TopicPartition]:
         return [TopicPartition(t, p, o) for (t, p), o in self._next.items()]
 
-    def complete(self, outputs: Sequence[OutRecord]) -> None:
-        if outputs:
-            self._commit(outputs)
-        else:
-            self._commit_if_due()
+    def complete(self, outputs: Sequence[OutRecord]) -> Offsets | None:
+        if outputs or (
+            self._next and time.monotonic() - self._last_commit >= self._commit_interval
+        ):
+            return self._commit(outputs)
+        return None
 
-    def _commit_if_due(self) -> None:
-        if self._next and time.monotonic() - self._last_commit >= self._commit_interval:
-            self._commit(())
-
-    def _commit(self, outputs: Sequence[OutRecord]) -> None:
+    def _commit(self, outputs: Sequence[OutRecord]) -> Offsets:
         try:
             if self._transactional:
                 self._complete_transaction(outputs)
@@ -217,8 +234,10 @@ class KafkaLink:
         except KafkaException as exc:
             # Crash-only: the process restarts and resumes from the last committed offsets.
             raise BusError(f"could not complete batch: {exc}") from exc
+        committed = {(self._names.logical(t), p): o for (t, p), o in self._next.items()}
         self._next.clear()
         self._last_commit = time.monotonic()
+        return committed
 
     def _complete_transaction(self, outputs: Sequence[OutRecord]) -> None:
         rd = self._producer.raw

@@ -10,13 +10,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import threading
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from tickpipe.bus.base import BusError, OutRecord, Record
+from tickpipe.bus.base import BusError, Offsets, OutRecord, Record
 from tickpipe.topics import BY_NAME
 
 
@@ -143,6 +144,7 @@ class MemoryLink:
         self.topics = topics
         self.client_id = client_id
         self._positions: dict[tuple[str, int], int] = {}
+        self._replay_until: Offsets = {}
         self._closed = False
 
     def _assign(
@@ -166,7 +168,10 @@ class MemoryLink:
         while heads and len(out) < max_records:
             _, i, tp = heapq.heappop(heads)
             entries = buffers[tp]
-            out.append(entries[cursor[tp]].record)
+            record = entries[cursor[tp]].record
+            if record.offset < self._replay_until.get(tp, 0):
+                record = dataclasses.replace(record, replay=True)
+            out.append(record)
             cursor[tp] += 1
             if cursor[tp] < len(entries):
                 heapq.heappush(heads, (entries[cursor[tp]].seq, i, tp))
@@ -174,12 +179,22 @@ class MemoryLink:
             self._positions[tp] += n
         return out
 
-    def complete(self, outputs: Sequence[OutRecord]) -> None:
+    def complete(self, outputs: Sequence[OutRecord]) -> Offsets | None:
         if self._closed:
             raise BusError(f"{self.client_id}: complete after close (its partitions moved on)")
         for rec in outputs:
             self._bus.append(rec)
-        self._bus.commit(self.group, dict(self._positions))
+        committed = dict(self._positions)
+        self._bus.commit(self.group, committed)
+        return committed
+
+    def resume_from(self, offsets: Offsets) -> None:
+        for tp, offset in offsets.items():
+            if tp in self._positions:
+                committed = self._positions[tp]
+                self._positions[tp] = offset
+                if committed > offset:
+                    self._replay_until[tp] = committed
 
     def ready(self) -> bool:
         return not self._closed

@@ -51,6 +51,11 @@ SUPERSEDED = Counter(
     "Records skipped because a later record of the same key replaced them (latest-only inputs).",
     ["service"],
 )
+REPLAYED = Counter(
+    "tickpipe_replayed",
+    "Records consumed again after a restart to rebuild state (outputs not republished).",
+    ["service"],
+)
 READY = Gauge("tickpipe_ready", "1 when the service is connected and assigned.", ["service"])
 CONSUMER_LAG = Gauge(
     "tickpipe_consumer_lag", "Records behind the end of the topic.", ["service", "topic"]

@@ -35,6 +35,14 @@ class PaperExchange:
     def on_quote(self, key: str, bid: float, ask: float, ts: int) -> None:
         self._touch[key] = Touch(Decimal(str(bid)), Decimal(str(ask)), ts)
 
+    def snapshot(self) -> dict[str, list[str | int]]:
+        return {k: [str(t.bid), str(t.ask), t.ts] for k, t in self._touch.items()}
+
+    def restore(self, data: dict[str, list[str | int]]) -> None:
+        self._touch = {
+            k: Touch(Decimal(str(b)), Decimal(str(a)), int(ts)) for k, (b, a, ts) in data.items()
+        }
+
     def touch(self, key: str) -> Touch | None:
         return self._touch.get(key)
 
