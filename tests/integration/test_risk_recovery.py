@@ -1,0 +1,186 @@
+"""kill -9 of the risk service mid-stream, against real Kafka and Redis: after the restart no
+order is produced twice and none is lost — orders.v1 equals an uninterrupted run's."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+
+from tickpipe.bus.admin import create_topics
+from tickpipe.bus.kafka import KafkaBus
+from tickpipe.cache.memory import MemoryCache
+from tickpipe.clock import LiveClock
+from tickpipe.ids import EventIds
+from tickpipe.messages import Event, OrderRequest, QuoteTick, Signal
+from tickpipe.processes import ServiceProcesses
+from tickpipe.runner import EVENT_TYPE, encode_emit
+from tickpipe.service import Emit, ServiceContext
+from tickpipe.settings import PlatformSettings
+from tickpipe.topics import ORDERS, QUOTES, SIGNALS, TopicNames
+from tickpipe_risk.app import build as build_risk
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+SIGNALS_TOTAL = 240
+ENV = {"TICKPIPE_RISK_MAX_REFERENCE_AGE_S": "86400"}  # replayed quotes stay valid references
+
+
+def _inputs(seed: int) -> tuple[list[QuoteTick], list[Signal]]:
+    rng = random.Random(seed)
+    ids = EventIds(LiveClock(), seed=seed)
+    now = time.time_ns()
+    base = {"exchange": "binance", "symbol": "BTC/USDT", "ts_event": now, "ts_init": now}
+    quotes = [
+        QuoteTick(
+            event_id=ids.new(),
+            bid=60_000.0 + i,
+            bid_size=1.0,
+            ask=60_000.5 + i,
+            ask_size=1.0,
+            **base,
+        )
+        for i in range(20)
+    ]
+    signals = []
+    for _ in range(SIGNALS_TOTAL):
+        p = rng.choice([0.1, 0.3, 0.5, 0.7, 0.9])
+        direction = 1 if p > 0.55 else -1 if p < 0.45 else 0
+        signals.append(
+            Signal(
+                event_id=ids.new(),
+                strategy_id="baseline",
+                model_version="m:v1",
+                direction=direction,
+                probability=p,
+                score=2 * p - 1,
+                feature_ts=now,
+                price=60_000.0,
+                volatility=0.0004,
+                **base,
+            )
+        )
+    return quotes, signals
+
+
+def _expected(
+    quotes: list[QuoteTick], signals: list[Signal], monkeypatch: pytest.MonkeyPatch
+) -> list[tuple[str, str, str]]:
+    for k, v in ENV.items():
+        monkeypatch.setenv(k, v)
+    clock = LiveClock()
+    handler = build_risk(
+        ServiceContext(
+            PlatformSettings(),
+            None,
+            MemoryCache(),
+            clock,  # type: ignore[arg-type]
+            EventIds(clock),
+        )
+    )
+    out: list[Event] = []
+    for q in quotes:
+        handler.handle(q, QUOTES, clock.now_ns())
+    for s in signals:
+        out += [e.event for e in handler.handle(s, SIGNALS, clock.now_ns()) if e.topic == ORDERS]
+    return [
+        (o.client_order_id, o.side, str(o.quantity)) for o in out if isinstance(o, OrderRequest)
+    ]
+
+
+def _orders(
+    bootstrap: str, names: TopicNames, want: int, timeout_s: float
+) -> list[tuple[str, str, str]]:
+    link = KafkaBus(bootstrap, names).link(
+        group=f"{uuid.uuid4().hex}.check", topics=[ORDERS], client_id="check"
+    )
+    got: list[tuple[str, str, str]] = []
+    deadline = time.monotonic() + timeout_s
+    quiet = 0
+    try:
+        while time.monotonic() < deadline and (len(got) < want or quiet < 4):
+            records = link.poll(500, 0.5)
+            quiet = 0 if records else quiet + 1
+            for r in records:
+                assert r.header(EVENT_TYPE) == b"order"
+                o = orjson.loads(r.value)
+                got.append((o["client_order_id"], o["side"], o["quantity"]))
+    finally:
+        link.close()
+    return got
+
+
+def _consumed(metrics_text: str, topic: str) -> float:
+    prefix = f'tickpipe_messages_in_total{{service="risk",topic="{topic}"}} '
+    return sum(
+        float(line[len(prefix) :]) for line in metrics_text.splitlines() if line.startswith(prefix)
+    )
+
+
+def test_risk_when_killed_mid_stream_then_orders_are_exactly_those_of_an_uninterrupted_run(
+    kafka_bootstrap: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    namespace = f"rk{uuid.uuid4().hex[:8]}"
+    names = TopicNames(namespace)
+    create_topics(kafka_bootstrap, names)
+    quotes, signals = _inputs(seed=7)
+    expected = _expected(quotes, signals, monkeypatch)
+    assert len(expected) > 40  # the scenario really trades
+
+    producer = KafkaBus(kafka_bootstrap, names).producer("test")
+    for q in quotes:
+        producer.send(encode_emit(Emit(QUOTES, q), ()))
+    producer.flush()
+    env = {
+        "TICKPIPE_BUS": "kafka",
+        "TICKPIPE_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "TICKPIPE_REDIS_URL": redis_url,
+        "TICKPIPE_TOPIC_NAMESPACE": namespace,
+        **ENV,
+    }
+    procs = ServiceProcesses(env, tmp_path / "logs", base_port=None)
+    cache = redis.Redis.from_url(redis_url)
+    snapshot_key = f"{namespace}:snapshot:{namespace}.risk"
+    try:
+        procs.start("risk")
+        procs.wait_ready(["risk"])
+        # Topics are not ordered against each other: let the quotes land before any signal.
+        deadline = time.monotonic() + 30
+        while _consumed(procs.metrics("risk"), QUOTES) < len(quotes):
+            assert time.monotonic() < deadline, procs.log("risk")[-2000:]
+            time.sleep(0.1)
+        half = SIGNALS_TOTAL // 2
+        for s in signals[:half]:
+            producer.send(encode_emit(Emit(SIGNALS, s), ()))
+            producer.flush()
+            time.sleep(0.02)
+        deadline = time.monotonic() + 30
+        while cache.get(snapshot_key) is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert cache.get(snapshot_key) is not None, procs.log("risk")[-2000:]
+        for s in signals[half : half + 40]:  # keep the stream moving while it dies
+            producer.send(encode_emit(Emit(SIGNALS, s), ()))
+            producer.flush()
+            time.sleep(0.01)
+        procs.procs["risk"].kill()  # SIGKILL: no flush, no final commit, no goodbye
+        procs.procs["risk"].wait(10)
+        for s in signals[half + 40 :]:
+            producer.send(encode_emit(Emit(SIGNALS, s), ()))
+        producer.flush()
+        procs.start("risk")
+        got = _orders(kafka_bootstrap, names, len(expected), timeout_s=90)
+        restarted_log = procs.log("risk")  # the restarted process's log
+    finally:
+        procs.stop()
+        producer.close()
+        cache.close()
+
+    assert len(got) == len(set(got)), "an order was produced twice"
+    assert got == expected
+    # The restarted instance rebuilt its state from the snapshot (plus a replay).
+    assert '"msg":"state restored"' in restarted_log
