@@ -119,6 +119,7 @@ def test_pipeline_when_trades_replayed_over_kafka_then_fills_and_one_trace_spans
         for name in SERVICES:
             text = procs.metrics(name)
             assert _metric(text, "tickpipe_messages_in_total", service=name) > 0, name
+            assert f'tickpipe_consumer_lag{{service="{name}"' in text, name
         assert (
             _metric(
                 procs.metrics("execution"),

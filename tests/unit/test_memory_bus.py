@@ -186,3 +186,15 @@ def test_memory_bus_when_listing_records_returns_append_order_across_partitions(
     produced = _produce(bus, TRADES, 50)
 
     assert [r.value for r in bus.records(TRADES)] == produced
+
+
+def test_memory_link_when_behind_reports_lag_per_topic_until_consumed() -> None:
+    bus = MemoryBus()
+    _produce(bus, TRADES, 10)
+    _produce(bus, QUOTES, 4)
+    link = bus.link(group="lag", topics=[TRADES, QUOTES], client_id="m")
+    assert link.lag() == {TRADES: 10, QUOTES: 4}
+    got = link.poll(6)
+    assert sum(link.lag().values()) == 14 - len(got)
+    _drain(link)
+    assert link.lag() == {TRADES: 0, QUOTES: 0}

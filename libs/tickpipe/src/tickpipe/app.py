@@ -132,6 +132,7 @@ def run_service(
             while not stop.is_set():
                 runner.step(timeout)
                 ready.set(1 if runner.ready() else 0)
+                runner.report_lag()
         finally:
             runner.close()
             if server:

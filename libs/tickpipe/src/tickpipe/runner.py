@@ -127,6 +127,7 @@ class StreamRunner:
         # Without an exporter, spans would be thrown away: skip them, forward the context.
         self._tracing = not isinstance(tracer, NoOpTracer)
         self._replayed = metrics.REPLAYED.labels(service)
+        self._last_lag = 0.0
         self._restore()
 
     def _restore(self) -> None:
@@ -150,6 +151,15 @@ class StreamRunner:
 
     def ready(self) -> bool:
         return self._link.ready()
+
+    def report_lag(self, every_s: float = 5.0) -> None:
+        """Refresh the consumer-lag gauge, at most every `every_s` seconds."""
+        now = time.monotonic()
+        if now - self._last_lag < every_s:
+            return
+        self._last_lag = now
+        for topic, n in self._link.lag().items():
+            self._labels.get(metrics.CONSUMER_LAG, topic).set(n)
 
     def step(self, timeout_s: float) -> int:
         """Consume one batch, process it, publish and commit. Returns records consumed."""

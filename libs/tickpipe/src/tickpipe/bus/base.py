@@ -79,6 +79,9 @@ class Link(Protocol):
     def ready(self) -> bool:
         """True once the member holds its partition assignment."""
 
+    def lag(self) -> dict[str, int]:
+        """Records behind the end of each input topic, over this member's partitions."""
+
     def close(self) -> None: ...
 
 

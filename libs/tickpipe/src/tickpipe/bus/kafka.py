@@ -253,6 +253,17 @@ class KafkaLink:
     def ready(self) -> bool:
         return self._assigned
 
+    def lag(self) -> dict[str, int]:
+        # Cached high watermarks come with every fetch response: no broker round trip.
+        lag: dict[str, int] = {}
+        for tp in self._consumer.position(self._consumer.assignment()):
+            _, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            if high is None or high < 0 or tp.offset is None or tp.offset < 0:
+                continue
+            topic = self._names.logical(str(tp.topic))
+            lag[topic] = lag.get(topic, 0) + max(0, high - tp.offset)
+        return lag
+
     def close(self) -> None:
         try:
             if self._next and self._assigned:

@@ -199,6 +199,13 @@ class MemoryLink:
     def ready(self) -> bool:
         return not self._closed
 
+    def lag(self) -> dict[str, int]:
+        lag: dict[str, int] = {}
+        for (topic, p), pos in self._positions.items():
+            end = len(self._bus.entries_from(topic, p, pos, 1 << 62))
+            lag[topic] = lag.get(topic, 0) + end
+        return lag
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
