@@ -83,6 +83,7 @@ def make_stream_runner(
         batch_size=settings.batch_size,
         latest_only=spec.latest_only,
         snapshots=SnapshotStore(ctx.cache, f"snapshot:{group}"),
+        linger_s=settings.batch_linger_ms / 1000,
     )
 
 

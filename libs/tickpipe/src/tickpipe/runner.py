@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from opentelemetry import trace
@@ -20,7 +20,7 @@ from tickpipe.bus.base import Headers, Link, Offsets, OutRecord, Producer, Recor
 from tickpipe.clock import Clock
 from tickpipe.ids import EventIds
 from tickpipe.messages import DeadLetter, DecodeError, Event, decode, encode
-from tickpipe.service import Emit, Handler, Rejected, Source, Stateful
+from tickpipe.service import BatchHandler, Emit, Handler, Rejected, Source, Stateful
 from tickpipe.state import Snapshot, SnapshotStore
 from tickpipe.telemetry import metrics
 from tickpipe.telemetry.tracing import inject, start_process_span, start_send_span
@@ -106,8 +106,11 @@ class StreamRunner:
         latest_only: tuple[str, ...] = (),
         snapshots: SnapshotStore | None = None,
         snapshot_interval_s: float = 1.0,
+        linger_s: float = 0.0,
     ) -> None:
         self.service = service
+        self._linger_s = linger_s
+        self._batch_handler = handler if isinstance(handler, BatchHandler) else None
         self._stateful = handler if isinstance(handler, Stateful) else None
         self._snapshots = snapshots if self._stateful is not None else None
         self._snapshot_interval = snapshot_interval_s
@@ -163,18 +166,22 @@ class StreamRunner:
 
     def step(self, timeout_s: float) -> int:
         """Consume one batch, process it, publish and commit. Returns records consumed."""
-        records = self._link.poll(self._batch_size, timeout_s)
+        records = self._link.poll(self._batch_size, timeout_s, self._linger_s)
         if not records:
             self._after_commit(self._link.complete(()))
             return 0
         started = time.perf_counter()
+        kept = records
+        if self._latest_only:
+            skip = superseded(records, self._latest_only)
+            kept = [r for r, s in zip(records, skip, strict=True) if not s]
+            self._superseded.inc(len(records) - len(kept))
+        if self._batch_handler is not None:
+            per_record = self._process_batch(self._batch_handler, kept)
+        else:
+            per_record = [self._process(r) for r in kept]
         outputs: list[OutRecord] = []
-        skip = superseded(records, self._latest_only) if self._latest_only else None
-        for i, record in enumerate(records):
-            if skip is not None and skip[i]:
-                self._superseded.inc()
-                continue
-            out = self._process(record)
+        for record, out in zip(kept, per_record, strict=True):
             if record.replay:
                 self._replayed.inc()  # published before the restart: state only
             else:
@@ -200,35 +207,93 @@ class StreamRunner:
             return self._handle(record, span)
 
     def _handle(self, record: Record, span: Span) -> list[OutRecord]:
+        event = self._decode(record, span)
+        if isinstance(event, OutRecord):
+            return [event]
+        now = self._clock.now_ns()
+        self._observe_origin(record, now)
+        started = time.perf_counter()
+        try:
+            emits = self._handler.handle(event, record.topic, now)
+        except Exception as exc:
+            return [self._failed(record, span, event, exc)]
+        finally:
+            self._labels.get(metrics.HANDLER_SECONDS, record.topic).observe(
+                time.perf_counter() - started
+            )
+        return self._encode(record, span, emits)
+
+    def _process_batch(self, handler: BatchHandler, records: list[Record]) -> list[list[OutRecord]]:
+        """One handler call for the whole batch (e.g. one model run), results per record."""
+        spans = [
+            start_process_span(self._tracer, r, self._group) if self._tracing else INVALID_SPAN
+            for r in records
+        ]
+        results: list[list[OutRecord]] = [[] for _ in records]
+        items: list[tuple[Event, str]] = []
+        index: list[int] = []
+        for i, record in enumerate(records):
+            event = self._decode(record, spans[i])
+            if isinstance(event, OutRecord):
+                results[i] = [event]
+            else:
+                items.append((event, record.topic))
+                index.append(i)
+        now = self._clock.now_ns()
+        for i in index:
+            self._observe_origin(records[i], now)
+        started = time.perf_counter()
+        try:
+            handled: Sequence[Sequence[Emit] | Exception] = handler.handle_batch(items, now)
+        except Exception:
+            # Isolate the culprit: one record at a time, so only it is dead-lettered.
+            handled = [self._handle_one(e, topic, now) for e, topic in items]
+        elapsed = (time.perf_counter() - started) / max(1, len(items))
+        for (event, _), i, outcome in zip(items, index, handled, strict=True):
+            record, span = records[i], spans[i]
+            self._labels.get(metrics.HANDLER_SECONDS, record.topic).observe(elapsed)
+            if isinstance(outcome, Exception):
+                results[i] = [self._failed(record, span, event, outcome)]
+            else:
+                results[i] = self._encode(record, span, outcome)
+        for span in spans:
+            span.end()
+        return results
+
+    def _handle_one(self, event: Event, topic: str, now: int) -> Sequence[Emit] | Exception:
+        try:
+            return self._handler.handle(event, topic, now)
+        except Exception as exc:
+            return exc
+
+    def _decode(self, record: Record, span: Span) -> Event | OutRecord:
         event_type = record.header(EVENT_TYPE)
         try:
-            event = decode(record.value, None if event_type is None else event_type.decode())
+            return decode(record.value, None if event_type is None else event_type.decode())
         except DecodeError as exc:
-            return [self._dead_letter(record, exc.reason, exc.detail, span)]
-        now = self._clock.now_ns()
+            return self._dead_letter(record, exc.reason, exc.detail, span)
+
+    def _observe_origin(self, record: Record, now: int) -> None:
         origin = record.header(ORIGIN_TS)
         if origin is not None:
             self._labels.get(metrics.END_TO_END_SECONDS, record.topic).observe(
                 max(0, now - int(origin)) / 1e9
             )
-        started = time.perf_counter()
-        try:
-            emits = self._handler.handle(event, record.topic, now)
-        except Rejected as exc:
-            return [self._dead_letter(record, exc.reason, exc.detail, span, event)]
-        except Exception as exc:
-            log.exception("handler failed", extra={"event_id": event.event_id})
-            metrics.ERRORS.labels(self.service, "handler").inc()
-            detail = f"{type(exc).__name__}: {exc}"
-            return [self._dead_letter(record, "handler_error", detail, span, event)]
-        finally:
-            self._labels.get(metrics.HANDLER_SECONDS, record.topic).observe(
-                time.perf_counter() - started
-            )
+
+    def _failed(self, record: Record, span: Span, event: Event, exc: Exception) -> OutRecord:
+        if isinstance(exc, Rejected):
+            return self._dead_letter(record, exc.reason, exc.detail, span, event)
+        log.error("handler failed", exc_info=exc, extra={"event_id": event.event_id})
+        metrics.ERRORS.labels(self.service, "handler").inc()
+        detail = f"{type(exc).__name__}: {exc}"
+        return self._dead_letter(record, "handler_error", detail, span, event)
+
+    def _encode(self, record: Record, span: Span, emits: Sequence[Emit]) -> list[OutRecord]:
         if not emits:
             return []
         if self._tracing:
-            headers = inject()
+            headers = inject(trace.set_span_in_context(span))
+            origin = record.header(ORIGIN_TS)
             if origin is not None:
                 headers = (*headers, (ORIGIN_TS, origin))
         else:
@@ -269,7 +334,10 @@ class StreamRunner:
             key=None if record.key is None else record.key.decode("utf-8", "replace"),
             payload_b64=base64.b64encode(record.value).decode(),
         )
-        headers = inject() if self._tracing else forwarded_headers(record)
+        if self._tracing:
+            headers = inject(trace.set_span_in_context(span))
+        else:
+            headers = forwarded_headers(record)
         return encode_emit(Emit(DLQ, letter, key=record.topic), headers)
 
     def close(self) -> None:

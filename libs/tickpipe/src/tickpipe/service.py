@@ -46,6 +46,22 @@ class Handler(Protocol):
 
 
 @runtime_checkable
+class BatchHandler(Protocol):
+    """A handler that gains from seeing a consumed batch at once (e.g. one model run).
+
+    Returns one outcome per item, in order: the item's emits, or the exception that makes
+    the runner dead-letter that item alone. It must give the same results as calling
+    `handle` on each item in turn.
+    """
+
+    def handle(self, event: Event, topic: str, now_ns: int) -> Sequence[Emit]: ...
+
+    def handle_batch(
+        self, items: Sequence[tuple[Event, str]], now_ns: int
+    ) -> Sequence[Sequence[Emit] | Exception]: ...
+
+
+@runtime_checkable
 class Stateful(Protocol):
     """A handler whose in-memory state the runner snapshots (with the consumed offsets) and
     restores after a restart, replaying the records consumed since the snapshot.

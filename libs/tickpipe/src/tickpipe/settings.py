@@ -32,5 +32,9 @@ class PlatformSettings(BaseSettings):
         default=100, ge=0, description="Longest wait for a record; returns as soon as one arrives."
     )
 
+    batch_linger_ms: int = Field(
+        default=0, ge=0, description="After the first record, wait this long to fill a batch."
+    )
+
     def group(self, service: str) -> str:
         return f"{self.topic_namespace}.{service}" if self.topic_namespace else service

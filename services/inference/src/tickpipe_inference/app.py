@@ -8,8 +8,9 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tickpipe.service import ServiceContext, ServiceSpec
-from tickpipe.topics import FEATURES
-from tickpipe_inference.domain.model import ModelError, OnnxModel
+from tickpipe.topics import CONTROL, FEATURES
+from tickpipe_inference.domain.model import ModelError
+from tickpipe_inference.domain.registry import ModelRegistry
 from tickpipe_inference.handlers import InferenceHandler
 from tickpipe_quant.features import FEATURE_NAMES, FEATURE_SET
 
@@ -20,6 +21,7 @@ class InferenceSettings(BaseSettings):
     )
 
     model_dir: Path = Path("models/baseline/v1")
+    registry: Path = Path("models")
     strategy_id: str = "baseline"
     long_threshold: float = Field(default=0.55, ge=0, le=1)
     short_threshold: float = Field(default=0.45, ge=0, le=1)
@@ -27,14 +29,22 @@ class InferenceSettings(BaseSettings):
 
 def build(ctx: ServiceContext) -> InferenceHandler:
     s = InferenceSettings()
+    registry = ModelRegistry(s.registry, FEATURE_SET, FEATURE_NAMES)
     try:
-        model = OnnxModel(s.model_dir)
-        model.check_features(FEATURE_SET, FEATURE_NAMES)
+        model = registry.load_dir(s.model_dir)
     except ModelError as exc:
         raise SystemExit(f"inference: refusing to start: {exc}") from exc
     return InferenceHandler(
-        model, ctx.ids, ctx.cache, s.strategy_id, s.long_threshold, s.short_threshold
+        model,
+        ctx.ids,
+        ctx.cache,
+        s.strategy_id,
+        s.long_threshold,
+        s.short_threshold,
+        registry=registry,
     )
 
 
-SERVICE = ServiceSpec(name="inference", inputs=(FEATURES,), build=build, default_http_port=9103)
+SERVICE = ServiceSpec(
+    name="inference", inputs=(FEATURES, CONTROL), build=build, default_http_port=9103
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 
@@ -10,10 +11,14 @@ import orjson
 
 from tickpipe.cache.base import Cache
 from tickpipe.ids import EventIds
-from tickpipe.messages import Event, FeatureVector, Signal
+from tickpipe.messages import ControlAction, ControlCommand, Event, FeatureVector, Signal
 from tickpipe.service import Emit, Rejected
 from tickpipe.topics import SIGNALS
 from tickpipe_inference.domain.model import ModelError, OnnxModel
+from tickpipe_inference.domain.registry import ModelRegistry
+from tickpipe_inference.metrics import MODEL_INFO, MODEL_RELOADS, MODEL_SECONDS
+
+log = logging.getLogger(__name__)
 
 
 def direction_for(probability: float, long_threshold: float, short_threshold: float) -> int:
@@ -34,8 +39,11 @@ class InferenceHandler:
         long_threshold: float = 0.55,
         short_threshold: float = 0.45,
         cache_ttl_s: float = 300.0,
+        registry: ModelRegistry | None = None,
     ) -> None:
+        self._registry = registry
         self._model = model
+        MODEL_INFO.labels(model.version).set(1)
         self._ids = ids
         self._cache = cache
         self._strategy = strategy_id
@@ -44,9 +52,57 @@ class InferenceHandler:
         self._ttl = cache_ttl_s
         self._names = model.card.feature_names
 
+    @property
+    def model(self) -> OnnxModel:
+        return self._model
+
     def handle(self, event: Event, topic: str, now_ns: int) -> Sequence[Emit]:
+        if isinstance(event, ControlCommand):
+            self._on_control(event)
+            return ()
         if not isinstance(event, FeatureVector):
             return ()
+        row = self._row(event)
+        with MODEL_SECONDS.time():
+            p = float(self._model.predict_proba(np.asarray([row]))[0])
+        return (Emit(SIGNALS, self._signal(event, p, now_ns)),)
+
+    def handle_batch(
+        self, items: Sequence[tuple[Event, str]], now_ns: int
+    ) -> Sequence[Sequence[Emit] | Exception]:
+        """Micro-batching: each run of feature vectors is scored in one model call.
+
+        A control command ends a run, so a reload applies exactly from its position on.
+        """
+        results: list[Sequence[Emit] | Exception] = [() for _ in items]
+        run: list[tuple[int, FeatureVector, list[float]]] = []
+
+        def score_run() -> None:
+            if not run:
+                return
+            with MODEL_SECONDS.time():
+                probs = self._model.predict_proba(np.asarray([row for _, _, row in run]))
+            for (i, vector, _), p in zip(run, probs, strict=True):
+                results[i] = (Emit(SIGNALS, self._signal(vector, float(p), now_ns)),)
+            run.clear()
+
+        for i, (event, topic) in enumerate(items):
+            if isinstance(event, FeatureVector):
+                try:
+                    run.append((i, event, self._row(event)))
+                except Rejected as exc:
+                    results[i] = exc
+                continue
+            score_run()
+            try:
+                results[i] = self.handle(event, topic, now_ns)
+            except Exception as exc:
+                results[i] = exc
+        score_run()
+        return results
+
+    def _row(self, event: FeatureVector) -> list[float]:
+        """The model's input row, in card order; refuses vectors it cannot score."""
         try:
             self._model.check_features(event.feature_set, tuple(event.values))
         except ModelError as exc:
@@ -57,8 +113,9 @@ class InferenceHandler:
                 "non_finite_feature",
                 ",".join(n for n, v in zip(self._names, row, strict=True) if not math.isfinite(v)),
             )
-        p = float(self._model.predict_proba(np.asarray([row]))[0])
-        vol = event.values.get("realized_vol_20")
+        return row
+
+    def _signal(self, event: FeatureVector, p: float, now_ns: int) -> Signal:
         signal = Signal(
             event_id=self._ids.new(),
             ts_event=event.ts_event,
@@ -73,7 +130,43 @@ class InferenceHandler:
             score=2 * p - 1,
             feature_ts=event.ts_event,
             price=event.close,
-            volatility=vol,
+            volatility=event.values.get("realized_vol_20"),
         )
         self._cache.set(f"signals:{event.key}", orjson.dumps(signal.model_dump()), self._ttl)
-        return (Emit(SIGNALS, signal),)
+        return signal
+
+    def _on_control(self, command: ControlCommand) -> None:
+        if command.action is not ControlAction.RELOAD_MODEL:
+            return
+        if command.target not in ("*", "inference", self._strategy):
+            return
+        name, version = command.args.get("name", ""), command.args.get("version", "")
+        try:
+            if self._registry is None:
+                raise ModelError("no model registry configured")
+            self._swap(self._registry.load(name, version))
+        except ModelError as exc:
+            MODEL_RELOADS.labels("failed").inc()
+            # The old model keeps serving; the command is dead-lettered with the reason.
+            raise Rejected("model_reload_failed", str(exc)) from exc
+        MODEL_RELOADS.labels("ok").inc()
+
+    def _swap(self, model: OnnxModel) -> None:
+        MODEL_INFO.labels(self._model.version).set(0)
+        self._model = model
+        self._names = model.card.feature_names
+        MODEL_INFO.labels(model.version).set(1)
+        log.info("model serving", extra={"model_version": model.version})
+
+    def snapshot(self) -> bytes:
+        return orjson.dumps({"name": self._model.card.name, "version": self._model.card.version})
+
+    def restore(self, data: bytes) -> None:
+        state = orjson.loads(data)
+        if self._registry is None:
+            return
+        try:
+            self._swap(self._registry.load(state["name"], state["version"]))
+        except ModelError:
+            # A model removed from the registry since: keep the configured one, loudly.
+            log.exception("could not restore the model in the snapshot")

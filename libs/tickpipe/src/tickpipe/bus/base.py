@@ -58,7 +58,8 @@ class Producer(Protocol):
 class Link(Protocol):
     """A consume-process-produce link: one consumer-group member plus its producer."""
 
-    def poll(self, max_records: int, timeout_s: float) -> list[Record]: ...
+    def poll(self, max_records: int, timeout_s: float, linger_s: float = 0.0) -> list[Record]:
+        """Wait up to `timeout_s` for a record, then up to `linger_s` more to fill the batch."""
 
     def complete(self, outputs: Sequence[OutRecord]) -> Offsets | None:
         """Publish `outputs`, then commit the offsets of everything polled so far.

@@ -167,14 +167,16 @@ class KafkaLink:
         for tp in partitions:
             self._next.pop((tp.topic, tp.partition), None)
 
-    def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+    def poll(self, max_records: int, timeout_s: float, linger_s: float = 0.0) -> list[Record]:
         # consume(n, t) waits all of t unless n arrive: block on the first record only,
         # then take whatever else is already fetched.
         first = self._consumer.poll(timeout_s)
         if first is None:
             return []
         messages = (
-            [first, *self._consumer.consume(max_records - 1, 0)] if max_records > 1 else [first]
+            [first, *self._consumer.consume(max_records - 1, linger_s)]
+            if max_records > 1
+            else [first]
         )
         out: list[Record] = []
         for m in messages:

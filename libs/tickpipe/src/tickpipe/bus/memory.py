@@ -152,7 +152,7 @@ class MemoryLink:
     ) -> None:
         self._positions = {tp: committed.get(tp, 0) for tp in partitions}
 
-    def poll(self, max_records: int, timeout_s: float = 0.0) -> list[Record]:
+    def poll(self, max_records: int, timeout_s: float = 0.0, linger_s: float = 0.0) -> list[Record]:
         if self._closed:
             raise BusError(f"{self.client_id}: poll after close")
         heads: list[tuple[int, int, tuple[str, int]]] = []

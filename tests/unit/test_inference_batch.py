@@ -1,0 +1,81 @@
+"""Micro-batched scoring gives exactly what scoring one vector at a time gives."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from tests.unit import factories as f
+from tickpipe.cache.memory import MemoryCache
+from tickpipe.clock import SimClock
+from tickpipe.ids import EventIds
+from tickpipe.messages import ControlAction, Event, Signal
+from tickpipe.service import Emit, Rejected
+from tickpipe.topics import CONTROL, FEATURES
+from tickpipe_inference.domain.registry import ModelRegistry
+from tickpipe_inference.handlers import InferenceHandler
+from tickpipe_quant.features import FEATURE_NAMES, FEATURE_SET
+
+
+def _handler(root: Path) -> InferenceHandler:
+    registry = ModelRegistry(root, FEATURE_SET, FEATURE_NAMES)
+    return InferenceHandler(
+        registry.load("baseline", "v1"),
+        EventIds(SimClock(), seed=2),
+        MemoryCache(),
+        "baseline",
+        registry=registry,
+    )
+
+
+def _items() -> list[tuple[Event, str]]:
+    rng = random.Random(5)
+    items: list[tuple[Event, str]] = []
+    for i in range(40):
+        values = {n: rng.gauss(0.0, 0.01) for n in FEATURE_NAMES}
+        if i == 7:
+            values[FEATURE_NAMES[0]] = math.nan
+        items.append((f.feature_vector(values=values, event_id=f"01FV{i:04d}"), FEATURES))
+        if i == 20:
+            reload = f.control(
+                ControlAction.RELOAD_MODEL,
+                target="inference",
+                args={"name": "baseline", "version": "v2"},
+            )
+            items.append((reload, CONTROL))
+    return items
+
+
+def _outcome(result: Sequence[Emit] | Exception) -> object:
+    if isinstance(result, Exception):
+        return ("error", getattr(result, "reason", type(result).__name__))
+    signals = [e.event for e in result if isinstance(e.event, Signal)]
+    return [(s.model_version, s.probability, s.direction) for s in signals]
+
+
+def test_inference_batch_when_run_with_a_reload_inside_then_equals_one_at_a_time(
+    tmp_path: Path,
+) -> None:
+    for version in ("v1", "v2"):
+        shutil.copytree(f.MODEL_DIR, tmp_path / "baseline" / version)
+    card = tmp_path / "baseline" / "v2" / "card.json"
+    card.write_text(json.dumps({**json.loads(card.read_text()), "version": "v2"}))
+    items = _items()
+
+    single = _handler(tmp_path)
+    expected: list[object] = []
+    for event, topic in items:
+        try:
+            expected.append(_outcome(single.handle(event, topic, f.T0)))
+        except Rejected as exc:
+            expected.append(_outcome(exc))
+    batched = [_outcome(r) for r in _handler(tmp_path).handle_batch(items, f.T0)]
+
+    assert batched == expected
+    assert ("error", "non_finite_feature") in batched
+    versions = {v for o in batched if isinstance(o, list) for v, _, _ in o}
+    assert versions == {"baseline:v1", "baseline:v2"}
