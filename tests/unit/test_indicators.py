@@ -9,7 +9,22 @@ import statistics
 
 import pytest
 
-from tickpipe_quant.indicators import Ema, RollingStd, Rsi
+from tickpipe_quant.indicators import (
+    Atr,
+    Bollinger,
+    Ema,
+    Lag,
+    LogReturn,
+    Macd,
+    RealizedVol,
+    Return,
+    RollingStd,
+    RollingSum,
+    Rsi,
+    Sma,
+    Wilder,
+)
+from tickpipe_quant.microstructure import imbalance, microprice, share, spread_bps
 
 # StockCharts' RSI worked example (Wilder, 14 periods); closes to four decimals.
 STOCKCHARTS_CLOSES = [
@@ -199,3 +214,179 @@ def test_rolling_std_when_window_constant_returns_zero() -> None:
 def test_rolling_std_when_period_below_two_raises() -> None:
     with pytest.raises(ValueError, match="period"):
         RollingStd(1)
+
+
+def test_rolling_std_when_ddof_zero_matches_statistics_pstdev() -> None:
+    xs = _random_walk(300, seed=11)
+    rs = RollingStd(20, ddof=0)
+
+    got = [rs.update(x) for x in xs]
+
+    for i in range(19, len(xs), 13):
+        window = xs[i - 19 : i + 1]
+        assert got[i] == pytest.approx(statistics.pstdev(window), rel=1e-9)
+    assert rs.mean == pytest.approx(statistics.fmean(xs[-20:]), rel=1e-15)
+
+
+def _reference_wilder(xs: list[float], period: int) -> list[float]:
+    """Wilder's own recursion: mean of the first `period`, then (prev * (n - 1) + x) / n."""
+    out = [math.nan] * len(xs)
+    for i in range(period - 1, len(xs)):
+        prev = out[i - 1]
+        out[i] = (
+            sum(xs[:period]) / period if i == period - 1 else (prev * (period - 1) + xs[i]) / period
+        )
+    return out
+
+
+def test_wilder_when_fed_random_walk_matches_wilders_recursion() -> None:
+    xs = [abs(x - 60_000.0) for x in _random_walk(300, seed=3)]
+    w = Wilder(14)
+
+    got = [w.update(x) for x in xs]
+
+    _assert_series_close(got, _reference_wilder(xs, 14), rel=1e-12, abs_=0.0)
+
+
+def test_lag_when_fewer_than_n_plus_one_inputs_returns_nan_then_the_old_value() -> None:
+    lag = Lag(2)
+
+    values = [lag.update(x) for x in (1.0, 2.0, 3.0, 4.0)]
+
+    assert math.isnan(values[0]) and math.isnan(values[1])
+    assert values[2:] == [1.0, 2.0]
+
+
+@pytest.mark.parametrize("lag", [1, 5])
+def test_returns_when_fed_prices_match_direct_formulas(lag: int) -> None:
+    xs = _random_walk(50, seed=lag)
+    simple, log = Return(lag), LogReturn(lag)
+
+    got_simple = [simple.update(x) for x in xs]
+    got_log = [log.update(x) for x in xs]
+
+    assert all(math.isnan(v) for v in got_simple[:lag] + got_log[:lag])
+    assert got_simple[lag:] == [b / a - 1.0 for a, b in zip(xs, xs[lag:], strict=False)]
+    assert got_log[lag:] == [math.log(b / a) for a, b in zip(xs, xs[lag:], strict=False)]
+
+
+@pytest.mark.parametrize("period", [1, 5, 20])
+def test_sma_when_windows_slide_matches_statistics_fmean(period: int) -> None:
+    xs = _random_walk(400, seed=20 + period)
+    sma = Sma(period)
+
+    got = [sma.update(x) for x in xs]
+
+    want = [math.nan] * (period - 1) + [
+        statistics.fmean(xs[i + 1 - period : i + 1]) for i in range(period - 1, len(xs))
+    ]
+    _assert_series_close(got, want, rel=1e-12, abs_=0.0)
+
+
+def test_rolling_sum_when_a_huge_value_leaves_the_window_forgets_its_rounding() -> None:
+    xs = [1e16] + [0.1] * 30
+    rs = RollingSum(10)
+
+    got = [rs.update(x) for x in xs]
+
+    assert got[-1] == math.fsum([0.1] * 10)
+
+
+def test_macd_when_fed_random_walk_matches_ema_difference_and_signal_reference() -> None:
+    xs = _random_walk(300, seed=9)
+    macd = Macd(12, 26, 9)
+    lines, signals, hists = [], [], []
+    for x in xs:
+        macd.update(x)
+        lines.append(macd.value)
+        signals.append(macd.signal)
+        hists.append(macd.hist)
+
+    want_line = [f - s for f, s in zip(_reference_ema(xs, 12), _reference_ema(xs, 26), strict=True)]
+    want_signal = [math.nan] * 25 + _reference_ema(want_line[25:], 9)
+    _assert_series_close(lines, want_line, rel=1e-12, abs_=1e-9)
+    _assert_series_close(signals, want_signal, rel=1e-12, abs_=1e-9)
+    assert all(math.isnan(h) for h in hists[:33]) and not math.isnan(hists[33])
+    assert hists[-1] == lines[-1] - signals[-1]
+
+
+def test_macd_when_fast_not_shorter_than_slow_raises() -> None:
+    with pytest.raises(ValueError, match="fast"):
+        Macd(26, 12)
+
+
+def test_bollinger_when_fed_random_walk_matches_mean_and_population_std() -> None:
+    xs = _random_walk(200, seed=4)
+    bb = Bollinger(20, 2.0)
+
+    for i, x in enumerate(xs):
+        bb.update(x)
+        if i < 19:
+            assert math.isnan(bb.middle) and math.isnan(bb.pct_b)
+            continue
+        window = xs[i - 19 : i + 1]
+        mean, std = statistics.fmean(window), statistics.pstdev(window)
+        assert bb.middle == pytest.approx(mean, rel=1e-14)
+        assert bb.upper == pytest.approx(mean + 2 * std, rel=1e-14)
+        assert bb.lower == pytest.approx(mean - 2 * std, rel=1e-14)
+        assert bb.pct_b == pytest.approx((x - (mean - 2 * std)) / (4 * std), rel=1e-9, abs=1e-9)
+        assert bb.width == pytest.approx(4 * std / mean, rel=1e-9)
+
+
+def test_bollinger_when_window_flat_reports_price_in_the_middle() -> None:
+    bb = Bollinger(5)
+
+    for _ in range(5):
+        bb.update(100.0)
+
+    assert (bb.upper, bb.lower, bb.pct_b, bb.width) == (100.0, 100.0, 0.5, 0.0)
+
+
+def test_atr_when_fed_bars_matches_wilder_average_of_true_ranges() -> None:
+    closes = _random_walk(120, seed=8)
+    rng = random.Random(8)
+    highs = [c * (1 + rng.random() * 1e-3) for c in closes]
+    lows = [c * (1 - rng.random() * 1e-3) for c in closes]
+    atr = Atr(14)
+
+    got = [atr.update(h, lo, c) for h, lo, c in zip(highs, lows, closes, strict=True)]
+
+    true_ranges = [
+        max(highs[i] - lows[i], abs(highs[i] - closes[i - 1]), abs(lows[i] - closes[i - 1]))
+        for i in range(1, len(closes))
+    ]
+    want = [math.nan, *_reference_wilder(true_ranges, 14)]
+    _assert_series_close(got, want, rel=1e-12, abs_=0.0)
+    assert math.isnan(got[13]) and not math.isnan(got[14])
+
+
+def test_realized_vol_when_fed_prices_is_sample_std_of_log_returns() -> None:
+    xs = _random_walk(100, seed=12)
+    vol = RealizedVol(20)
+
+    got = [vol.update(x) for x in xs]
+
+    rets = [math.log(b / a) for a, b in itertools.pairwise(xs)]
+    assert all(math.isnan(v) for v in got[:20])
+    assert got[-1] == pytest.approx(statistics.stdev(rets[-20:]), rel=1e-9)
+    assert got[20] == pytest.approx(statistics.stdev(rets[:20]), rel=1e-9)
+
+
+@pytest.mark.parametrize("cls", [Lag, Sma, Ema, Wilder, RollingSum])
+def test_indicator_when_period_below_one_raises(cls: type) -> None:
+    with pytest.raises(ValueError, match="period"):
+        cls(0)
+
+
+def test_microprice_when_ask_side_thin_leans_toward_ask() -> None:
+    assert microprice(100.0, 101.0, 3.0, 1.0) == 100.75
+    assert microprice(100.0, 101.0, 0.0, 0.0) == 100.5
+    assert spread_bps(100.0, 101.0) == pytest.approx(1.0 / 100.5 * 1e4, rel=1e-15)
+
+
+def test_imbalance_when_volumes_given_is_signed_share_zero_when_idle_nan_when_unknown() -> None:
+    assert imbalance(3.0, 1.0) == 0.5
+    assert imbalance(0.0, 2.0) == -1.0
+    assert imbalance(0.0, 0.0) == 0.0
+    assert math.isnan(imbalance(math.nan, math.nan))
+    assert share(1.0, 4.0) == 0.25

@@ -14,12 +14,21 @@ class FeatureSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TICKPIPE_FEATURE_", frozen=True, extra="ignore")
 
     bar_seconds: float = Field(default=1.0, gt=0)
+    # How far behind the newest trade a trade may be and still join its bar; every bar is
+    # emitted this much later. 0 suits one ordered feed per symbol (Binance's trade stream).
+    allowed_lateness_s: float = Field(default=0.0, ge=0)
     cache_ttl_s: float = Field(default=300.0, gt=0)
 
 
 def build(ctx: ServiceContext) -> FeatureHandler:
     s = FeatureSettings()
-    return FeatureHandler(ctx.ids, ctx.cache, int(s.bar_seconds * 1e9), s.cache_ttl_s)
+    return FeatureHandler(
+        ctx.ids,
+        ctx.cache,
+        round(s.bar_seconds * 1e9),
+        s.cache_ttl_s,
+        allowed_lateness_ns=round(s.allowed_lateness_s * 1e9),
+    )
 
 
 SERVICE = ServiceSpec(name="feature", inputs=(TRADES, QUOTES), build=build, default_http_port=9102)

@@ -1,7 +1,8 @@
 """`tickpipe train`: features from recorded trades, a labelled walk-forward fit, ONNX export.
 
-Features come from the same FeatureEngine the feature service runs, so training and live
-scoring see identical inputs.
+Features come from the polars batch path (`tickpipe_quant.batch`), which computes the same
+bars and feature set as the feature service's streaming engine (a unit test holds the two
+equal on the sample), so training and live scoring see identical inputs.
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType
 from sklearn.linear_model import LogisticRegression
@@ -22,8 +25,9 @@ from sklearn.preprocessing import StandardScaler
 
 from tickpipe.marketdata import QuoteData, TradeData, read_binance_capture
 from tickpipe_inference.domain.model import OnnxModel, sha256_file
-from tickpipe_quant.bars import TimeBarBuilder
-from tickpipe_quant.features import FEATURE_NAMES, FEATURE_SET, FeatureEngine
+from tickpipe_quant.batch import feature_rows as batch_feature_rows
+from tickpipe_quant.batch import frames
+from tickpipe_quant.features import FEATURE_NAMES, feature_set_name
 
 
 @dataclass(frozen=True)
@@ -38,21 +42,33 @@ class TrainConfig:
     train_fraction: float = 0.7
 
 
+def capture_frames(path: Path, symbol: str | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One instrument's trades and quotes from a Binance capture, in file order (the order
+    the feature service consumes them), as `tickpipe_quant.batch` takes them."""
+
+    def records() -> Iterator[TradeData | QuoteData]:
+        wanted = symbol
+        for item in read_binance_capture(path):
+            if not isinstance(item, (TradeData, QuoteData)):
+                continue
+            wanted = wanted or item.symbol
+            if item.symbol == wanted:
+                yield item
+            elif symbol is None:
+                raise ValueError(f"{path} holds {wanted} and {item.symbol}: name one")
+
+    return frames(records())
+
+
 def feature_rows(path: Path, bar_seconds: float) -> tuple[np.ndarray, np.ndarray]:
-    """Feature rows and bar closes, per bar, in time order (one instrument)."""
-    bars = TimeBarBuilder(int(bar_seconds * 1e9))
-    engine = FeatureEngine()
-    rows: list[list[float]] = []
-    closes: list[float] = []
-    for item in read_binance_capture(path):
-        if isinstance(item, QuoteData):
-            engine.on_quote(item.bid, item.ask)
-        elif isinstance(item, TradeData):
-            bar = bars.add(item.ts_event, item.price, item.size, item.side == "buy")
-            if bar is not None and (values := engine.on_bar(bar)) is not None:
-                rows.append([values[n] for n in FEATURE_NAMES])
-                closes.append(bar.close)
-    return np.asarray(rows, dtype=np.float64), np.asarray(closes, dtype=np.float64)
+    """Feature rows and bar closes, per emitted bar, in time order (one instrument)."""
+    interval = round(bar_seconds * 1e9)
+    rows = batch_feature_rows(*capture_frames(path), interval)
+    starts = rows["bar_start"].to_numpy()
+    if len(starts) > 1 and not np.all(np.diff(starts) == interval):
+        raise RuntimeError("feature rows are not one per interval: forward returns would skew")
+    x = rows.select(FEATURE_NAMES).to_numpy().astype(np.float64)
+    return x, rows["close"].to_numpy().astype(np.float64)
 
 
 def _metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
@@ -84,6 +100,7 @@ def train(cfg: TrainConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     onnx_model = convert_sklearn(
         model,
+        name=f"{cfg.name}:{cfg.version}",  # skl2onnx's default is a random uuid: bytes would vary
         initial_types=[("features", FloatTensorType([None, len(FEATURE_NAMES)]))],
         options={id(model): {"zipmap": False}},
         target_opset=17,
@@ -97,7 +114,7 @@ def train(cfg: TrainConfig) -> Path:
         "name": cfg.name,
         "version": cfg.version,
         "kind": "sklearn StandardScaler+LogisticRegression",
-        "feature_set": FEATURE_SET,
+        "feature_set": feature_set_name(round(cfg.bar_seconds * 1e9)),
         "feature_names": list(FEATURE_NAMES),
         "label": f"sign of the {h}-bar forward log return; |r| < {cfg.dead_zone} unlabelled",
         "bar_seconds": cfg.bar_seconds,
