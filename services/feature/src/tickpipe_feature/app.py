@@ -31,4 +31,10 @@ def build(ctx: ServiceContext) -> FeatureHandler:
     )
 
 
-SERVICE = ServiceSpec(name="feature", inputs=(TRADES, QUOTES), build=build, default_http_port=9102)
+SERVICE = ServiceSpec(
+    name="feature",
+    inputs=(TRADES, QUOTES),
+    build=build,
+    default_http_port=9102,
+    latest_only=(QUOTES,),  # book features use the last quote before the closing trade
+)
