@@ -1,0 +1,80 @@
+"""`tickpipe api ...` and `tickpipe signals tail`, contributed through `tickpipe.commands`."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from typing import Any
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from tickpipe_api.app import serve
+
+    return serve()
+
+
+def _token(args: argparse.Namespace) -> int:
+    from tickpipe_api.auth import Role, issue_token
+    from tickpipe_api.settings import ApiSettings
+
+    settings = ApiSettings()
+    print(
+        issue_token(
+            settings.signing_key(),
+            subject=args.sub,
+            role=Role(args.role),
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            now_s=int(time.time()),
+            ttl_s=args.ttl,
+        )
+    )
+    return 0
+
+
+def _tail(args: argparse.Namespace) -> int:
+    from tickpipe.settings import PlatformSettings
+    from tickpipe.topics import TopicNames
+    from tickpipe_api.tail import parse_time, signals, tail
+
+    platform = PlatformSettings()
+    stop = threading.Event()
+    source = signals(
+        platform.kafka_bootstrap,
+        TopicNames(platform.topic_namespace),
+        parse_time(args.from_time) if args.from_time else None,
+        stop,
+        symbol=args.symbol,
+    )
+    try:
+        tail(source, args.json)
+    except KeyboardInterrupt:
+        stop.set()
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    """`tickpipe api [serve|token]`."""
+    api = sub.add_parser("api", help="the operator API and dashboard")
+    api.set_defaults(func=_serve)
+    actions = api.add_subparsers(dest="api_command")
+    actions.add_parser("serve", help="serve the API (the default)").set_defaults(func=_serve)
+    token = actions.add_parser("token", help="issue a JWT for local use (needs the API key)")
+    token.add_argument("--sub", required=True, help="subject: who the token is for")
+    token.add_argument("--role", choices=["viewer", "operator", "admin"], default="viewer")
+    token.add_argument("--ttl", type=int, default=8 * 3600, help="lifetime in seconds")
+    token.set_defaults(func=_token)
+
+
+def add_signals_parser(sub: Any) -> None:
+    """`tickpipe signals tail [--symbol S] [--from TIME] [--json]`."""
+    signals = sub.add_parser("signals", help="subscribe to signals.v1")
+    actions = signals.add_subparsers(dest="signals_command", required=True)
+    tail = actions.add_parser("tail", help="backfill from --from, then follow live")
+    tail.add_argument("--symbol", help="only this `exchange:symbol`")
+    tail.add_argument(
+        "--from", dest="from_time", help="ISO-8601 time (UTC if naive) or epoch ms; default: now"
+    )
+    tail.add_argument("--json", action="store_true", help="one JSON object per line")
+    tail.set_defaults(func=_tail)
