@@ -8,7 +8,7 @@ UV := $(TOOLS)/bin/uv
 PY := .venv/bin/python
 export UV_PYTHON := 3.11
 
-.PHONY: help install run demo-kafka infra-up infra-down infra-status infra-install topics \
+.PHONY: help install run demo-kafka browser-install infra-up infra-down infra-status infra-install topics \
         lint format typecheck schemas test test-unit test-integration bench bench-embedded clean
 
 help: ## list the targets
@@ -32,6 +32,11 @@ demo-kafka: install ## the same pipeline as five processes over the local Kafka 
 
 infra-install: install ## fetch the Kafka jars (Maven) and redis-server (apt) if missing
 	$(PY) -m tickpipe.cli infra install
+
+browser-install: ## Debian's chromium for the dashboard's browser test (apt, as root)
+	@command -v chromium >/dev/null || { \
+	  [ "$$(id -u)" = 0 ] || { echo "chromium missing: apt-get install -y chromium (as root)"; exit 1; }; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 infra-up: install ## start Kafka (KRaft) and Redis on loopback
 	$(PY) -m tickpipe.cli infra up
@@ -65,7 +70,7 @@ test-unit: install
 test-integration: install infra-install
 	$(PY) -m pytest tests/integration -q
 
-test: install infra-install lint typecheck ## everything CI runs: lint, types, unit + integration tests
+test: install infra-install browser-install lint typecheck ## everything CI runs: lint, types, all tests
 	$(PY) -m pytest -q
 
 bench: install infra-install ## pipeline benchmark over Kafka and in memory (prints a table)
