@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import itertools
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
 from tests.unit import factories as f
 from tickpipe.clock import SimClock
 from tickpipe.ids import EventIds
-from tickpipe.messages import ExecutionReport, Liquidity, OrderStatus, OrderType
+from tickpipe.messages import ControlAction, ExecutionReport, Liquidity, OrderStatus, OrderType
 from tickpipe.topics import EXECUTIONS, ORDERS, QUOTES
 from tickpipe_execution.domain.orders import TRANSITIONS, InvalidTransition, Order
 from tickpipe_execution.domain.paper import PaperConfig, PaperExchange
@@ -109,7 +110,7 @@ def test_order_when_filled_in_state_that_forbids_it_changes_nothing(status: S) -
 # -- Paper exchange ---------------------------------------------------------------------------
 
 
-def _exchange(**cfg: Decimal) -> PaperExchange:
+def _exchange(**cfg: Any) -> PaperExchange:
     ex = PaperExchange(PaperConfig(**cfg))
     ex.on_quote(f.KEY, 60_000.00, 60_000.01, f.T0)
     return ex
@@ -229,16 +230,17 @@ def test_execution_handler_when_order_rejected_does_not_retry_on_redelivery() ->
     assert _reports(handler) == []
 
 
-def test_execution_handler_when_limit_order_rejects_as_not_supported() -> None:
+def test_execution_handler_when_limit_order_not_marketable_acks_and_rests() -> None:
     handler = _handler()
 
     (report,) = _reports(handler, order_type=OrderType.LIMIT, limit_price=D(59_000))
 
-    assert (report.status, report.reason) == (S.REJECTED, "order_type_not_supported")
+    assert (report.status, report.leaves_qty) == (S.ACKNOWLEDGED, D("0.5"))
+    assert [o.client_order_id for o in handler.open_orders()] == ["tp-1"]
 
 
 def test_execution_handler_when_event_is_unrelated_ignores_it() -> None:
     handler = _handler()
 
     assert handler.handle(f.signal(), "signals.v1", f.T0) == ()
-    assert handler.handle(f.control(), "control.v1", f.T0) == ()
+    assert handler.handle(f.control(ControlAction.PAUSE_SYMBOL), "control.v1", f.T0) == ()

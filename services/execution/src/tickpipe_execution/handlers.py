@@ -1,108 +1,259 @@
-"""Orders -> paper fills -> execution reports on `executions.v1`."""
+"""Orders, market data and commands in; execution reports on `executions.v1` out.
+
+The handler is the OMS: it owns each order's state machine, keyed by the client order id
+risk derived from the order event, so a redelivered or replayed order is never placed
+twice. A venue (the paper exchange here) answers with venue events, which become state
+transitions and one report per state change or fill.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from decimal import Decimal
 
 import orjson
 
 from tickpipe.ids import EventIds
 from tickpipe.messages import (
+    ControlAction,
+    ControlCommand,
     Event,
     ExecutionReport,
-    Liquidity,
     OrderRequest,
     OrderStatus,
-    OrderType,
     QuoteTick,
+    TradeTick,
 )
 from tickpipe.service import Emit
 from tickpipe.topics import EXECUTIONS
+from tickpipe_execution.domain.events import (
+    Acked,
+    Cancelled,
+    Filled,
+    Refused,
+    VenueEvent,
+    VenueUnavailable,
+)
 from tickpipe_execution.domain.orders import Order
-from tickpipe_execution.domain.paper import PaperExchange
+from tickpipe_execution.domain.reconcile import ExchangeOrder, reconcile
+from tickpipe_execution.domain.venue import Venue
 from tickpipe_execution.metrics import ORDERS_BY_STATE
+
+log = logging.getLogger(__name__)
+CANCEL_ACTIONS = (ControlAction.CANCEL_ALL, ControlAction.KILL_SWITCH_ON)
 
 
 class ExecutionHandler:
-    def __init__(self, ids: EventIds, exchange: PaperExchange) -> None:
+    def __init__(self, ids: EventIds, exchange: Venue) -> None:
         self._ids = ids
         self._exchange = exchange
         self.orders: dict[str, Order] = {}
+        self.kill_switch = False
+        self.orphans: list[ExchangeOrder] = []
+        self._reconciled = False
+        self._last_poll_ns = 0
+        # Orders created before this instance started may have reached the venue already
+        # (placed in a batch whose transaction died with the process): look those up first.
+        self._started_ns: int | None = None
 
     def handle(self, event: Event, topic: str, now_ns: int) -> Sequence[Emit]:
+        if self._started_ns is None:
+            self._started_ns = now_ns
+            self._last_poll_ns = event.ts_event
+        if not self._reconciled:
+            try:
+                settled = self.reconcile(now_ns)
+            except VenueUnavailable as exc:
+                log.error("reconciliation failed; refusing orders", extra={"error": str(exc)})
+                if isinstance(event, OrderRequest):
+                    return self._refuse(event, "not_reconciled", now_ns)
+                return self._handle(event, now_ns)
+            self._reconciled = True
+            return (*settled, *self._handle(event, now_ns))
+        return self._handle(event, now_ns)
+
+    def _poll_due(self, market_ts: int) -> bool:
+        """Trades pace polling (not quotes: they are latest-only); market time, not wall."""
+        every = self._exchange.poll_interval_ns
+        if every is None or not self.open_orders() or market_ts - self._last_poll_ns < every:
+            return False
+        self._last_poll_ns = market_ts
+        return True
+
+    def reconcile(self, now_ns: int) -> list[Emit]:
+        """Bring the OMS in line with the venue (before any new order): missed fills once,
+        acks and cancels that happened while we were away. Runs on the first event."""
+        result = reconcile(self.open_orders(), self._exchange.exchange_state(self.open_orders()))
+        for orphan in result.orphans:
+            log.warning(
+                "open order at the exchange that the OMS does not know",
+                extra={"client_order_id": orphan.client_order_id},
+            )
+        self.orphans = result.orphans
+        return self._apply(result.events, now_ns)
+
+    def _handle(self, event: Event, now_ns: int) -> Sequence[Emit]:
         if isinstance(event, QuoteTick):
             self._exchange.on_quote(event.key, event.bid, event.ask, event.ts_event)
             return ()
+        if isinstance(event, TradeTick):
+            events = self._exchange.on_trade(event.key, event.price, event.size, event.ts_event)
+            out = self._apply(events, now_ns)
+            if self._poll_due(event.ts_event):
+                out += self.reconcile(now_ns)  # a live venue's fills, found by polling
+            return out
         if isinstance(event, OrderRequest):
             return self._on_order(event, now_ns)
+        if isinstance(event, ControlCommand):
+            return self._on_control(event, now_ns)
         return ()
+
+    def open_orders(self) -> list[Order]:
+        return [o for o in self.orders.values() if o.is_open]
+
+    # -- state ------------------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
         return orjson.dumps(
             {
-                "orders": {
-                    c: [str(o.quantity), o.status.value, str(o.cum_qty)]
-                    for c, o in self.orders.items()
-                },
-                "touch": self._exchange.snapshot(),
+                "orders": [o.to_json() for o in self.orders.values()],
+                "kill_switch": self.kill_switch,
+                "last_poll_ns": self._last_poll_ns,
+                "venue": self._exchange.snapshot(),
             }
         )
 
     def restore(self, data: bytes) -> None:
         state = orjson.loads(data)
-        self.orders = {
-            c: Order(c, Decimal(q), OrderStatus(s), Decimal(cum))
-            for c, (q, s, cum) in state["orders"].items()
-        }
-        self._exchange.restore(state["touch"])
+        self.orders = {o["c"]: Order.from_json(o) for o in state["orders"]}
+        self.kill_switch = bool(state["kill_switch"])
+        self._last_poll_ns = int(state.get("last_poll_ns", 0))
+        self._exchange.restore(state["venue"])
 
-    def _report(self, o: OrderRequest, order: Order, now_ns: int, **fill: object) -> Emit:
+    # -- inputs -----------------------------------------------------------------------------
+
+    def _on_order(self, o: OrderRequest, now_ns: int) -> Sequence[Emit]:
+        if o.client_order_id in self.orders:
+            return ()  # the same order again (a redelivery or replay): never placed twice
+        if self.kill_switch:
+            return self._refuse(o, "kill_switch", now_ns)
+        order = self._new(o)
+        order.transition(OrderStatus.SUBMITTED)
+        maybe_sent = self._started_ns is not None and o.ts_init < self._started_ns
+        events = self._exchange.submit(
+            o.client_order_id,
+            o.key,
+            o.side,
+            o.order_type,
+            o.quantity,
+            o.limit_price,
+            maybe_sent=maybe_sent,
+        )
+        out = self._apply(events, now_ns)
+        if order.status is OrderStatus.SUBMITTED:
+            # In flight (venue latency): the ledger must know the order exists. When the
+            # venue answers at once, its answer is the first report and implies SUBMITTED.
+            out.append(self._report(order, now_ns))
+        return out
+
+    def _new(self, o: OrderRequest) -> Order:
+        order = self.orders[o.client_order_id] = Order(
+            o.client_order_id,
+            o.quantity,
+            exchange=o.exchange,
+            symbol=o.symbol,
+            side=o.side,
+            account=o.account,
+            strategy_id=o.strategy_id,
+            causation_id=o.event_id,
+        )
+        return order
+
+    def _refuse(self, o: OrderRequest, reason: str, now_ns: int) -> list[Emit]:
+        """Rejected by the OMS itself, never sent: still one REJECTED report in the ledger."""
+        if o.client_order_id in self.orders:
+            return []
+        self._new(o).transition(OrderStatus.SUBMITTED)  # as the ledger fold reads it
+        return self._apply([Refused(o.client_order_id, reason)], now_ns)
+
+    def _on_control(self, c: ControlCommand, now_ns: int) -> Sequence[Emit]:
+        if c.action is ControlAction.KILL_SWITCH_OFF:
+            self.kill_switch = False
+        if c.action not in CANCEL_ACTIONS:
+            return ()
+        if c.action is ControlAction.KILL_SWITCH_ON:
+            self.kill_switch = True
+        return self._cancel_open(c.target, c.action.value, now_ns)
+
+    def _cancel_open(self, target: str, reason: str, now_ns: int) -> list[Emit]:
+        """Request a cancel of every open order on `target` (`*` or a key); report each."""
+        out: list[Emit] = []
+        for order in self.open_orders():
+            if target not in ("*", order.key):
+                continue
+            if order.status is not OrderStatus.PENDING_CANCEL:
+                order.transition(OrderStatus.PENDING_CANCEL)
+                out.append(self._report(order, now_ns, reason=reason))
+            out += self._apply(
+                self._exchange.cancel(order.client_order_id, reason, order.key), now_ns
+            )
+        return out
+
+    # -- venue events -> state -> reports ---------------------------------------------------
+
+    def _apply(self, events: Sequence[VenueEvent], now_ns: int) -> list[Emit]:
+        out: list[Emit] = []
+        for ev in events:
+            order = self.orders.get(ev.client_order_id)
+            if order is None or order.is_terminal:
+                continue  # not ours, or already settled: a venue echo changes nothing
+            if isinstance(ev, Acked):
+                order.exchange_order_id = ev.exchange_order_id
+                if order.status is OrderStatus.SUBMITTED:  # else a lookup's echo: known
+                    order.transition(OrderStatus.ACKNOWLEDGED)
+                    out.append(self._report(order, now_ns))
+            elif isinstance(ev, Refused):
+                order.transition(OrderStatus.REJECTED)
+                out.append(self._report(order, now_ns, reason=ev.reason))
+            elif isinstance(ev, Cancelled):
+                order.transition(OrderStatus.CANCELLED)
+                out.append(self._report(order, now_ns, reason=ev.reason))
+            elif isinstance(ev, Filled):
+                if ev.exchange_order_id is not None:
+                    order.exchange_order_id = ev.exchange_order_id
+                if order.fill(ev.qty, ev.trade_id, ev.price, ev.fee):
+                    out.append(
+                        self._report(
+                            order,
+                            now_ns,
+                            last_qty=ev.qty,
+                            last_price=ev.price,
+                            fee=ev.fee,
+                            fee_currency=ev.fee_currency,
+                            liquidity=ev.liquidity,
+                            trade_id=ev.trade_id,
+                        )
+                    )
+        return out
+
+    def _report(self, order: Order, now_ns: int, **extra: object) -> Emit:
         ORDERS_BY_STATE.labels(order.status.value).inc()
         report = ExecutionReport(
             event_id=self._ids.new(),
             ts_event=now_ns,
             ts_init=now_ns,
-            causation_id=o.event_id,
-            exchange=o.exchange,
-            symbol=o.symbol,
-            client_order_id=o.client_order_id,
-            exchange_order_id=f"paper-{o.client_order_id}",
-            account=o.account,
-            strategy_id=o.strategy_id,
-            side=o.side,
+            causation_id=order.causation_id,
+            exchange=order.exchange,
+            symbol=order.symbol,
+            client_order_id=order.client_order_id,
+            exchange_order_id=order.exchange_order_id,
+            account=order.account,
+            strategy_id=order.strategy_id,
+            side=order.side,
             status=order.status,
-            quantity=o.quantity,
+            quantity=order.quantity,
             cum_qty=order.cum_qty,
             leaves_qty=order.leaves_qty,
-            **fill,
+            **extra,
         )
         return Emit(EXECUTIONS, report)
-
-    def _on_order(self, o: OrderRequest, now_ns: int) -> Sequence[Emit]:
-        if o.client_order_id in self.orders:
-            return ()  # the same order again (a redelivery): never placed twice
-        order = self.orders[o.client_order_id] = Order(o.client_order_id, o.quantity)
-        order.transition(OrderStatus.SUBMITTED)
-        if o.order_type is not OrderType.MARKET:
-            order.transition(OrderStatus.REJECTED)
-            return (self._report(o, order, now_ns, reason="order_type_not_supported"),)
-        fill = self._exchange.market_fill(o.key, o.side, o.quantity)
-        if fill is None:
-            order.transition(OrderStatus.REJECTED)
-            return (self._report(o, order, now_ns, reason="no_market_data"),)
-        order.transition(OrderStatus.ACKNOWLEDGED)
-        ack = self._report(o, order, now_ns)
-        order.fill(fill.qty)
-        filled = self._report(
-            o,
-            order,
-            now_ns,
-            last_qty=fill.qty,
-            last_price=fill.price,
-            fee=fill.fee,
-            fee_currency=o.symbol.split("/")[-1],
-            liquidity=Liquidity.TAKER,
-            trade_id=f"paper-{o.client_order_id}-1",
-        )
-        return (ack, filled)

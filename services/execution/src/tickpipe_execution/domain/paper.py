@@ -1,16 +1,40 @@
-"""Paper exchange: market orders fill at the touch plus slippage, with taker fees."""
+"""Paper exchange against the live market stream, deterministic under a simulated clock.
+
+- Time is market time: the latest `ts_event` seen per instrument. An order becomes active
+  `latency_ns` after the market time at which it arrived; only then is it acknowledged,
+  and only then can it trade.
+- Market orders (and limit orders marketable on activation) fill in full at the touch
+  plus slippage, as takers. Limit orders otherwise rest, and fill as makers at their price
+  when the market trades *through* it (strictly: at-price prints are assumed to fill the
+  queue ahead of us), for at most the volume that traded through — one print's volume is
+  shared by the resting orders in arrival order.
+- A quote only moves the touch; it never triggers a fill. So the runner may skip a quote
+  superseded by the next one (`latest_only`) without changing any output: what fills, and
+  at what price, is decided on order arrival, on trades and on commands.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
+from typing import Any
+
+from tickpipe.messages import Liquidity, OrderType, Side
+from tickpipe_execution.domain.events import Acked, Cancelled, Filled, Refused, VenueEvent
+from tickpipe_execution.domain.orders import Order
+from tickpipe_execution.domain.reconcile import ExchangeOrder, ExchangeState
+
+BPS = Decimal(10_000)
+FEE_QUANTUM = Decimal("0.00000001")
 
 
 @dataclass(frozen=True)
 class PaperConfig:
     slippage_bps: Decimal = Decimal(1)
     taker_fee_bps: Decimal = Decimal("7.5")
+    maker_fee_bps: Decimal = Decimal("2.5")
     tick_size: Decimal = Decimal("0.01")
+    latency_ns: int = 0
 
 
 @dataclass(frozen=True)
@@ -27,35 +51,247 @@ class PaperFill:
     fee: Decimal
 
 
+@dataclass(frozen=True)
+class PaperOrder:
+    """An order as the paper exchange holds it (the exchange's book, not the OMS)."""
+
+    client_order_id: str
+    key: str
+    side: Side
+    order_type: OrderType
+    quantity: Decimal
+    limit_price: Decimal | None
+    active_at: int
+    active: bool = False
+    filled: Decimal = Decimal(0)
+    fills: int = 0
+
+    @property
+    def leaves(self) -> Decimal:
+        return self.quantity - self.filled
+
+    def to_json(self) -> list[Any]:
+        limit = None if self.limit_price is None else str(self.limit_price)
+        return [
+            self.client_order_id,
+            self.key,
+            self.side,
+            self.order_type.value,
+            str(self.quantity),
+            limit,
+            self.active_at,
+            self.active,
+            str(self.filled),
+            self.fills,
+        ]
+
+    @classmethod
+    def from_json(cls, d: list[Any]) -> PaperOrder:
+        coid, key, side, kind, qty, limit, active_at, active, filled, fills = d
+        return cls(
+            coid,
+            key,
+            side,
+            OrderType(kind),
+            Decimal(qty),
+            None if limit is None else Decimal(limit),
+            int(active_at),
+            bool(active),
+            Decimal(filled),
+            int(fills),
+        )
+
+
 class PaperExchange:
+    poll_interval_ns: int | None = None  # fills come back synchronously
+
     def __init__(self, config: PaperConfig | None = None) -> None:
         self.config = config or PaperConfig()
         self._touch: dict[str, Touch] = {}
+        self._market_ts: dict[str, int] = {}
+        self._book: dict[str, PaperOrder] = {}  # insertion order is arrival (time) priority
+        self._pending: dict[str, None] = {}  # not yet active (latency): an ordered set
 
-    def on_quote(self, key: str, bid: float, ask: float, ts: int) -> None:
-        self._touch[key] = Touch(Decimal(str(bid)), Decimal(str(ask)), ts)
+    # -- state ------------------------------------------------------------------------------
 
-    def snapshot(self) -> dict[str, list[str | int]]:
-        return {k: [str(t.bid), str(t.ask), t.ts] for k, t in self._touch.items()}
-
-    def restore(self, data: dict[str, list[str | int]]) -> None:
-        self._touch = {
-            k: Touch(Decimal(str(b)), Decimal(str(a)), int(ts)) for k, (b, a, ts) in data.items()
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "touch": {k: [str(t.bid), str(t.ask), t.ts] for k, t in self._touch.items()},
+            "ts": self._market_ts,
+            "book": [o.to_json() for o in self._book.values()],
         }
+
+    def restore(self, data: dict[str, Any]) -> None:
+        self._touch = {
+            k: Touch(Decimal(str(b)), Decimal(str(a)), int(ts))
+            for k, (b, a, ts) in data["touch"].items()
+        }
+        self._market_ts = {k: int(v) for k, v in data["ts"].items()}
+        self._book = {}
+        self._pending = {}
+        for raw in data["book"]:
+            o = PaperOrder.from_json(raw)
+            self._book[o.client_order_id] = o
+            if not o.active:
+                self._pending[o.client_order_id] = None
 
     def touch(self, key: str) -> Touch | None:
         return self._touch.get(key)
 
-    def market_fill(self, key: str, side: str, qty: Decimal) -> PaperFill | None:
-        """Fill the whole order at the touch ± slippage; None without a quote to trade on."""
+    def open_orders(self) -> list[PaperOrder]:
+        return list(self._book.values())
+
+    # -- market data ------------------------------------------------------------------------
+
+    def _advance(self, key: str, ts: int) -> None:
+        self._market_ts[key] = max(self._market_ts.get(key, ts), ts)
+
+    def on_quote(self, key: str, bid: float, ask: float, ts: int) -> None:
+        self._touch[key] = Touch(Decimal(str(bid)), Decimal(str(ask)), ts)
+        self._advance(key, ts)
+
+    def on_trade(self, key: str, price: float, size: float, ts: int) -> list[VenueEvent]:
+        self._advance(key, ts)
+        out = self._activate_due(key)
+        px, volume = Decimal(str(price)), Decimal(str(size))
+        for o in list(self._book.values()):
+            if volume <= 0:
+                break
+            if o.key != key or not o.active or o.limit_price is None:
+                continue
+            through = px < o.limit_price if o.side == "buy" else px > o.limit_price
+            if through:
+                qty = min(o.leaves, volume)
+                volume -= qty
+                out.append(self._fill(o, qty, o.limit_price, Liquidity.MAKER))
+        return out
+
+    # -- orders -----------------------------------------------------------------------------
+
+    def submit(
+        self,
+        client_order_id: str,
+        key: str,
+        side: Side,
+        order_type: OrderType,
+        quantity: Decimal,
+        limit_price: Decimal | None = None,
+        maybe_sent: bool = False,
+    ) -> list[VenueEvent]:
+        # `maybe_sent` needs no lookup here: the book is snapshotted with the OMS.
+        if client_order_id in self._book:
+            return []  # the exchange already holds it: a client id is placed once
+        if order_type is OrderType.LIMIT and limit_price is None:
+            return [Refused(client_order_id, "limit_price_missing")]
+        now = self._market_ts.get(key)
+        if now is None:
+            return [Refused(client_order_id, "no_market_data")]
+        order = PaperOrder(
+            client_order_id,
+            key,
+            side,
+            order_type,
+            quantity,
+            limit_price,
+            now + self.config.latency_ns,
+        )
+        self._book[client_order_id] = order
+        self._pending[client_order_id] = None
+        return self._activate_due(key)
+
+    def cancel(self, client_order_id: str, reason: str, key: str = "") -> list[VenueEvent]:
+        self._pending.pop(client_order_id, None)
+        if self._book.pop(client_order_id, None) is None:
+            return []
+        return [Cancelled(client_order_id, reason)]
+
+    def exchange_state(self, open_orders: list[Order]) -> ExchangeState:
+        """The paper book is snapshotted with the OMS, so this agrees with it by design."""
+        book = {
+            c: ExchangeOrder(c, exchange_order_id(c), "open")
+            for c, o in self._book.items()
+            if o.active
+        }
+        looked_up = {
+            o.client_order_id: book[o.client_order_id]
+            for o in open_orders
+            if o.client_order_id in book
+        }
+        return ExchangeState(looked_up, tuple(book.values()))
+
+    def cancel_all(self, target: str, reason: str) -> list[VenueEvent]:
+        """Cancel every open order on `target` (an `exchange:symbol` key, or `*`)."""
+        coids = [c for c, o in self._book.items() if target in ("*", o.key)]
+        return [e for c in coids for e in self.cancel(c, reason)]
+
+    def _activate_due(self, key: str) -> list[VenueEvent]:
+        now = self._market_ts.get(key)
+        out: list[VenueEvent] = []
+        if now is None or not self._pending:
+            return out
+        for c in list(self._pending):
+            o = self._book[c]
+            if o.key == key and o.active_at <= now:
+                del self._pending[c]
+                out += self._activate(o)
+        return out
+
+    def _activate(self, o: PaperOrder) -> list[VenueEvent]:
+        touch = self._touch.get(o.key)
+        if o.order_type is OrderType.MARKET and touch is None:
+            del self._book[o.client_order_id]
+            return [Refused(o.client_order_id, "no_market_data")]
+        o = self._book[o.client_order_id] = replace(o, active=True)
+        out: list[VenueEvent] = [Acked(o.client_order_id, exchange_order_id(o.client_order_id))]
+        if touch is None:
+            return out
+        price = self._taker_price(o.side, touch)
+        limit = o.limit_price
+        if limit is not None:
+            if (o.side == "buy" and touch.ask > limit) or (o.side == "sell" and touch.bid < limit):
+                return out  # not marketable: rests
+            price = min(price, limit) if o.side == "buy" else max(price, limit)
+        out.append(self._fill(o, o.leaves, price, Liquidity.TAKER))
+        return out
+
+    def _fill(self, o: PaperOrder, qty: Decimal, price: Decimal, liq: Liquidity) -> Filled:
+        bps = self.config.taker_fee_bps if liq is Liquidity.TAKER else self.config.maker_fee_bps
+        o = replace(o, filled=o.filled + qty, fills=o.fills + 1)
+        if o.leaves == 0:
+            del self._book[o.client_order_id]
+        else:
+            self._book[o.client_order_id] = o
+        return Filled(
+            o.client_order_id,
+            qty,
+            price,
+            self.fee(price, qty, bps),
+            o.key.split("/")[-1],
+            liq,
+            f"paper-{o.client_order_id}-{o.fills}",
+            exchange_order_id(o.client_order_id),
+        )
+
+    # -- pricing ----------------------------------------------------------------------------
+
+    @staticmethod
+    def fee(price: Decimal, qty: Decimal, bps: Decimal) -> Decimal:
+        return (price * qty * bps / BPS).quantize(FEE_QUANTUM)
+
+    def _taker_price(self, side: Side, touch: Touch) -> Decimal:
+        slip = self.config.slippage_bps / BPS
+        raw = touch.ask * (1 + slip) if side == "buy" else touch.bid * (1 - slip)
+        tick = self.config.tick_size
+        return (raw / tick).to_integral_value() * tick
+
+    def market_fill(self, key: str, side: Side, qty: Decimal) -> PaperFill | None:
+        """The price of an immediate market order; None without a quote to trade on."""
         touch = self._touch.get(key)
         if touch is None:
             return None
-        slip = self.config.slippage_bps / Decimal(10_000)
-        raw = touch.ask * (1 + slip) if side == "buy" else touch.bid * (1 - slip)
-        tick = self.config.tick_size
-        price = (raw / tick).to_integral_value() * tick
-        fee = (price * qty * self.config.taker_fee_bps / Decimal(10_000)).quantize(
-            Decimal("0.00000001")
-        )
-        return PaperFill(price, qty, fee)
+        price = self._taker_price(side, touch)
+        return PaperFill(price, qty, self.fee(price, qty, self.config.taker_fee_bps))
+
+
+def exchange_order_id(client_order_id: str) -> str:
+    return f"paper-{client_order_id}"

@@ -1,0 +1,41 @@
+"""The port the OMS places orders through: the paper exchange, or a live exchange adapter."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Protocol
+
+from tickpipe.messages import OrderType, Side
+from tickpipe_execution.domain.events import VenueEvent
+from tickpipe_execution.domain.orders import Order
+from tickpipe_execution.domain.reconcile import ExchangeState
+
+
+class Venue(Protocol):
+    # How often (market time) the OMS polls the venue for fills; None: it reports them itself.
+    poll_interval_ns: int | None
+
+    def on_quote(self, key: str, bid: float, ask: float, ts: int) -> None: ...
+
+    def on_trade(self, key: str, price: float, size: float, ts: int) -> list[VenueEvent]: ...
+
+    def submit(
+        self,
+        client_order_id: str,
+        key: str,
+        side: Side,
+        order_type: OrderType,
+        quantity: Decimal,
+        limit_price: Decimal | None = None,
+        maybe_sent: bool = False,
+    ) -> list[VenueEvent]: ...
+
+    def cancel(self, client_order_id: str, reason: str, key: str = "") -> list[VenueEvent]: ...
+
+    def exchange_state(self, open_orders: list[Order]) -> ExchangeState:
+        """What the venue holds for our open orders (start-up reconciliation)."""
+        ...
+
+    def snapshot(self) -> Any: ...
+
+    def restore(self, data: Any) -> None: ...
