@@ -8,7 +8,7 @@ UV := $(TOOLS)/bin/uv
 PY := .venv/bin/python
 export UV_PYTHON := 3.11
 
-.PHONY: help install run demo-kafka browser-install infra-up infra-down infra-status infra-install topics \
+.PHONY: help install run demo-kafka browser-install deploy-tools infra-up infra-down infra-status infra-install topics \
         lint format typecheck schemas test test-unit test-integration bench bench-embedded clean
 
 help: ## list the targets
@@ -37,6 +37,9 @@ browser-install: ## Debian's chromium for the dashboard's browser test (apt, as 
 	@command -v chromium >/dev/null || { \
 	  [ "$$(id -u)" = 0 ] || { echo "chromium missing: apt-get install -y chromium (as root)"; exit 1; }; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+deploy-tools: install ## kustomize, promtool, checkov, kubernetes-validate, check-jsonschema into .tools/
+	bash deploy/tools/install.sh
 
 infra-up: install ## start Kafka (KRaft) and Redis on loopback
 	$(PY) -m tickpipe.cli infra up
@@ -70,7 +73,7 @@ test-unit: install
 test-integration: install infra-install
 	$(PY) -m pytest tests/integration -q
 
-test: install infra-install browser-install lint typecheck ## everything CI runs: lint, types, all tests
+test: install infra-install browser-install deploy-tools lint typecheck ## everything CI runs: lint, types, all tests
 	$(PY) -m pytest -q
 
 bench: install infra-install ## pipeline benchmark over Kafka and in memory (prints a table)
