@@ -1,44 +1,192 @@
-"""Ingest composition: settings -> file replay source."""
+"""Ingest composition: settings -> a file replay, synthetic generator or exchange source."""
 
 from __future__ import annotations
 
+import signal
+import threading
 from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from tickpipe.service import ServiceContext, ServiceSpec
+from tickpipe.marketdata import SyntheticConfig
+from tickpipe.service import ServiceContext, ServiceSpec, Source
 from tickpipe_ingest.domain.validation import Validator
+from tickpipe_ingest.generator import GeneratorSource
 from tickpipe_ingest.normalize import Normalizer
+from tickpipe_ingest.quality import QualityReporter
 from tickpipe_ingest.replay import FileReplaySource
 
 DEFAULT_SAMPLE = Path("data/sample/binance-spot-btcusdt-20240808.gz")
+CREDENTIAL_KEYS = {"apiKey", "secret", "password", "uid", "privateKey", "walletAddress", "token"}
+
+
+def _split(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(s.strip() for s in value.split(",") if s.strip())
+    return value
 
 
 class IngestSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TICKPIPE_INGEST_", frozen=True, extra="ignore")
+    """`TICKPIPE_INGEST_*`. Lists (`FILE`, `SYMBOLS`) are comma-separated."""
 
-    file: Path = DEFAULT_SAMPLE
+    # Errors never echo values back: a mistaken key in CCXT_CONFIG must not reach the logs.
+    model_config = SettingsConfigDict(
+        env_prefix="TICKPIPE_INGEST_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
+
+    source: Literal["file", "generator", "exchange"] = "file"
+    # file
+    file: Annotated[tuple[Path, ...], NoDecode] = (DEFAULT_SAMPLE,)
+    format: Literal["auto", "binance_capture", "csv", "json", "parquet"] = "auto"
     speed: float = Field(default=0.0, ge=0, description="× real time; 0 = maximum speed.")
     rate: float | None = Field(default=None, gt=0, description="Records per second.")
     loops: int = Field(default=1, ge=1)
-    limit: int | None = Field(default=None, ge=1)
-
-
-def build(ctx: ServiceContext, settings: IngestSettings | None = None) -> FileReplaySource:
-    settings = settings or IngestSettings()
-    if not settings.file.exists():
-        raise SystemExit(f"ingest: input file not found: {settings.file}")
-    normalize = Normalizer(ctx.clock, ctx.ids, f"file:{settings.file.name}", Validator())
-    return FileReplaySource(
-        settings.file,
-        normalize,
-        ctx.clock,
-        speed=settings.speed,
-        rate=settings.rate,
-        loops=settings.loops,
-        limit=settings.limit,
+    limit: int | None = Field(default=None, ge=1, description="Stop after this many records.")
+    exchange: str | None = Field(
+        default=None,
+        description="ccxt id (exchange source), name of the feed (generator), or the exchange "
+        "of a file that does not name one.",
     )
+    symbol: str | None = Field(default=None, description="Symbol of a file that has none.")
+    # exchange and generator
+    symbols: Annotated[tuple[str, ...], NoDecode] = ()
+    # generator
+    seed: int = 0
+    symbol_count: int = Field(default=10, ge=1)
+    trade_ratio: float = Field(default=0.3, gt=0, le=1)
+    # exchange
+    transport: Literal["auto", "ws", "rest"] = "auto"
+    trades: bool = True
+    quotes: Literal["auto", "bids_asks", "ticker", "order_book", "none"] = "auto"
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    stale_after_s: float = Field(default=30.0, gt=0)
+    backoff_initial_s: float = Field(default=0.5, gt=0)
+    backoff_max_s: float = Field(default=30.0, gt=0)
+    rate_capacity: float = Field(default=1.0, gt=0, description="Token-bucket burst.")
+    queue_size: int = Field(default=10_000, ge=1)
+    ccxt_config: dict[str, Any] = Field(
+        default_factory=dict, description="JSON merged into ccxt's config (urls, options)."
+    )
+
+    @field_validator("file", "symbols", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, Path) else _split(value)
+
+    @field_validator("ccxt_config")
+    @classmethod
+    def _no_credentials(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Ingest reads public market data: keys have no business in (loggable) settings.
+        found = sorted(CREDENTIAL_KEYS & set(value))
+        if found:
+            raise ValueError(f"ingest needs no credentials; remove {found} from ccxt_config")
+        return value
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    """Set `stop` on SIGTERM/SIGINT, then run the handler that was there (the service's).
+
+    A source may run forever (exchange, generator): it must notice shutdown itself, since
+    the platform's source loop only ends when the source does.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+
+        def handler(signum: int, frame: FrameType | None, previous: Any = previous) -> None:
+            stop.set()
+            if callable(previous):
+                previous(signum, frame)
+
+        signal.signal(sig, handler)
+
+
+def build(ctx: ServiceContext, settings: IngestSettings | None = None) -> Source:
+    settings = settings or IngestSettings()
+    stop = threading.Event()
+    stop_on_signals(stop)
+    if settings.source == "generator":
+        return _generator(ctx, settings, stop)
+    if settings.source == "exchange":
+        return _exchange(ctx, settings, stop)
+    return _file(ctx, settings, stop)
+
+
+def _normalizer(ctx: ServiceContext, source: str, live: bool) -> Normalizer:
+    validator = Validator(quality=QualityReporter(source))
+    return Normalizer(ctx.clock, ctx.ids, source, validator, live=live)
+
+
+def _file(ctx: ServiceContext, settings: IngestSettings, stop: threading.Event) -> Source:
+    missing = [str(p) for p in settings.file if not p.exists()]
+    if missing or not settings.file:
+        raise SystemExit(f"ingest: input file not found: {', '.join(missing) or '(none)'}")
+    name = "+".join(p.name for p in settings.file)
+    try:
+        return FileReplaySource(
+            list(settings.file),
+            _normalizer(ctx, f"file:{name}", live=False),
+            ctx.clock,
+            fmt=settings.format,
+            exchange=settings.exchange,
+            symbol=settings.symbol,
+            speed=settings.speed,
+            rate=settings.rate,
+            loops=settings.loops,
+            limit=settings.limit,
+            stop=stop,
+        )
+    except ValueError as exc:
+        raise SystemExit(f"ingest: cannot read {name}: {exc}") from exc
+
+
+def _generator(ctx: ServiceContext, settings: IngestSettings, stop: threading.Event) -> Source:
+    config = SyntheticConfig(
+        exchange=settings.exchange or "synthetic",
+        symbols=settings.symbols,
+        symbol_count=settings.symbol_count,
+        rate=settings.rate or 1_000.0,
+        trade_ratio=settings.trade_ratio,
+        seed=settings.seed,
+    )
+    return GeneratorSource(
+        config,
+        _normalizer(ctx, f"generator:{config.exchange}", live=True),
+        ctx.clock,
+        paced=settings.rate is not None,
+        limit=settings.limit,
+        stop=stop,
+    )
+
+
+def _exchange(ctx: ServiceContext, settings: IngestSettings, stop: threading.Event) -> Source:
+    # Imported here: ccxt takes a while to import and only this source needs it.
+    from tickpipe_ingest.exchange import ExchangeConfig, ExchangeSource
+
+    if not settings.exchange or not settings.symbols:
+        raise SystemExit("ingest: the exchange source needs TICKPIPE_INGEST_EXCHANGE and _SYMBOLS")
+    config = ExchangeConfig(
+        exchange=settings.exchange,
+        symbols=settings.symbols,
+        transport=settings.transport,
+        trades=settings.trades,
+        quotes=settings.quotes,
+        poll_interval_s=settings.poll_interval_s,
+        stale_after_s=settings.stale_after_s,
+        backoff_initial_s=settings.backoff_initial_s,
+        backoff_max_s=settings.backoff_max_s,
+        rate_capacity=settings.rate_capacity,
+        queue_size=settings.queue_size,
+        ccxt_config=settings.ccxt_config,
+    )
+    quality = QualityReporter(config.source)
+    validator = Validator(quality=quality)
+    normalize = Normalizer(ctx.clock, ctx.ids, config.source, validator, live=True)
+    return ExchangeSource(config, normalize, ctx.clock, quality, limit=settings.limit, stop=stop)
 
 
 SERVICE = ServiceSpec(name="ingest", inputs=(), build=build, default_http_port=9101)

@@ -1,14 +1,20 @@
-"""File replay source: recorded market data at maximum speed, ×N real time, or a fixed rate."""
+"""File replay source: recorded market data at maximum speed, ×N real time, or a fixed rate.
+
+Any format `tickpipe.marketdata.read_market_data` reads; several files (say trades and quotes
+of one session) are merged by exchange time. Events keep their exchange timestamps.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import heapq
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from tickpipe.clock import Clock, SimClock
-from tickpipe.marketdata import ParseError, QuoteData, TradeData, read_binance_capture
+from tickpipe.marketdata import ParseError, QuoteData, TradeData, read_market_data
 from tickpipe.service import Emit
 from tickpipe_ingest.normalize import Normalizer
 
@@ -16,25 +22,34 @@ Item = TradeData | QuoteData | ParseError
 
 
 class FileReplaySource:
-    """Replays a capture `loops` times (later loops shifted in time and trade id).
+    """Replays files `loops` times (later loops shifted in time and trade id).
 
     Pacing: `rate` records/s if set, else `speed` × real time (0 = as fast as possible).
     Under a SimClock, the clock follows the data's exchange time instead of sleeping.
+    A format or layout that cannot be read fails here, at construction.
     """
 
     def __init__(
         self,
-        path: Path,
+        path: Path | Sequence[Path],
         normalize: Normalizer,
         clock: Clock,
         *,
+        fmt: str = "auto",
+        exchange: str | None = None,
+        symbol: str | None = None,
         speed: float = 0.0,
         rate: float | None = None,
         loops: int = 1,
         limit: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        stop: threading.Event | None = None,
     ) -> None:
-        self.path = path
+        self.paths = [path] if isinstance(path, Path) else list(path)
+        self.path = self.paths[0]
+        self._fmt = fmt
+        self._exchange = exchange
+        self._symbol = symbol
         self._normalize = normalize
         self._clock = clock
         self._speed = speed
@@ -42,15 +57,31 @@ class FileReplaySource:
         self._loops = loops
         self._limit = limit
         self._sleep = sleep
+        self._stop = stop
+        self._opened: list[Iterator[Item]] | None = self._open()
+
+    def _open(self) -> list[Iterator[Item]]:
+        return [
+            read_market_data(p, self._fmt, exchange=self._exchange, symbol=self._symbol)
+            for p in self.paths
+        ]
+
+    def _read(self) -> list[Item]:
+        readers, self._opened = self._opened or self._open(), None
+        if len(readers) == 1:
+            return list(readers[0])
+        return [item for _, _, item in heapq.merge(*(_timed(r, i) for i, r in enumerate(readers)))]
 
     def _items(self) -> Iterator[Item]:
-        items = list(read_binance_capture(self.path))
+        items = self._read()
         stamps = [i.ts_event for i in items if not isinstance(i, ParseError)]
-        # Quotes carry receive time, trades exchange time: shift by the whole range.
+        # Quotes may carry receive time, trades exchange time: shift by the whole range.
         span = (max(stamps) - min(stamps) + 1_000_000_000) if stamps else 0
+        seqs = [i.sequence for i in items if isinstance(i, QuoteData) and i.sequence is not None]
+        seq_span = (max(seqs) - min(seqs) + 1) if seqs else 0
         for loop in range(self._loops):
             for item in items:
-                yield _shifted(item, loop, loop * span) if loop else item
+                yield _shifted(item, loop, loop * span, loop * seq_span) if loop else item
 
     def __iter__(self) -> Iterator[Emit]:
         sim = self._clock if isinstance(self._clock, SimClock) else None
@@ -58,6 +89,8 @@ class FileReplaySource:
         first_ts: int | None = None
         for n, item in enumerate(self._items()):
             if self._limit is not None and n >= self._limit:
+                return
+            if self._stop is not None and self._stop.is_set():
                 return
             ts = None if isinstance(item, ParseError) else item.ts_event
             if sim is not None and ts is not None:
@@ -75,12 +108,23 @@ class FileReplaySource:
             self._sleep(delay)
 
 
-def _shifted(item: Item, loop: int, shift_ns: int) -> Item:
-    """A later loop's copy: times moved past the previous loop, trade ids kept unique."""
+def _timed(items: Iterator[Item], order: int) -> Iterator[tuple[int, int, Item]]:
+    """(time, file order, item) for a merge; a parse error keeps its neighbour's time."""
+    ts = 0
+    for item in items:
+        if not isinstance(item, ParseError):
+            ts = item.ts_event
+        yield ts, order, item
+
+
+def _shifted(item: Item, loop: int, shift_ns: int, shift_seq: int) -> Item:
+    """A later loop's copy: times (and sequences) moved past the previous loop, trade ids
+    kept unique."""
     if isinstance(item, ParseError):
         return item
     if isinstance(item, TradeData):
         return dataclasses.replace(
             item, ts_event=item.ts_event + shift_ns, trade_id=f"{item.trade_id}-{loop}"
         )
-    return dataclasses.replace(item, ts_event=item.ts_event + shift_ns)
+    seq = None if item.sequence is None else item.sequence + shift_seq
+    return dataclasses.replace(item, ts_event=item.ts_event + shift_ns, sequence=seq)

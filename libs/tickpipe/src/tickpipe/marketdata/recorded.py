@@ -8,6 +8,7 @@ publish yet.
 
 from __future__ import annotations
 
+import functools
 import gzip
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,16 +17,19 @@ import orjson
 
 from tickpipe.marketdata.records import ParseError, QuoteData, TradeData
 
-_QUOTE_ASSETS = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "BTC", "ETH", "BNB", "EUR", "USD", "TRY")
+QUOTE_ASSETS = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "BTC", "ETH", "BNB", "EUR", "USD", "TRY")
 
 
+@functools.lru_cache(maxsize=4096)  # called per record; an exchange has a few thousand symbols
 def unified_symbol(exchange_symbol: str) -> str:
     """`BTCUSDT` -> `BTC/USDT` (ccxt's unified form) by known quote-asset suffixes."""
     s = exchange_symbol.upper()
-    for quote in _QUOTE_ASSETS:
-        if s.endswith(quote) and len(s) > len(quote):
-            return f"{s[: -len(quote)]}/{quote}"
-    return s
+    splits = [(s[: -len(q)], q) for q in QUOTE_ASSETS if s.endswith(q) and len(s) > len(q)]
+    if not splits:
+        return s
+    # `XBTUSD` ends in TUSD too: the first split leaving a base of 3+ letters is likelier.
+    base, quote = min(splits, key=lambda split: len(split[0]) < 3)
+    return f"{base}/{quote}"
 
 
 def _parse_line(line: bytes, exchange: str) -> TradeData | QuoteData | None:
@@ -65,8 +69,10 @@ def _parse_line(line: bytes, exchange: str) -> TradeData | QuoteData | None:
                 ts_event=recv_ns,
                 raw=body,
             )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError) as exc:
         raise ParseError("missing_field", f"{stream}: {exc!r}", line) from exc
+    except ValueError as exc:
+        raise ParseError("invalid_number", f"{stream}: {exc}", line) from exc
     return None
 
 

@@ -37,3 +37,5 @@ class QuoteData:
     ask_size: float
     ts_event: int
     raw: bytes = b""
+    # A feed's per-instrument update counter that must step by exactly 1, where it has one.
+    sequence: int | None = None

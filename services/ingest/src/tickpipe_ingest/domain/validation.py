@@ -1,4 +1,8 @@
-"""Edge validation of market data. Returns a reason code for bad input, None when valid."""
+"""Edge validation of market data. Returns a reason code for bad input, None when valid.
+
+Gaps in numeric trade ids or in quote sequence numbers are not reasons to reject the record
+that reveals them (it is good data): they are reported to the `DataQuality` port.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,20 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from tickpipe.marketdata import QuoteData, TradeData
+from tickpipe_ingest.domain.quality import CollectingQuality, DataQuality, Gap
+
+REASONS = (
+    "non_finite",
+    "invalid_price",
+    "invalid_size",
+    "size_above_bound",
+    "timestamp_in_future",
+    "timestamp_backwards",
+    "duplicate_trade",
+    "crossed_quote",
+    "duplicate_quote",
+    "sequence_backwards",
+)
 
 
 @dataclass(frozen=True)
@@ -21,13 +39,23 @@ def _bad_number(x: float) -> bool:
     return math.isnan(x) or math.isinf(x)
 
 
-class Validator:
-    """Stateful per instrument: last timestamp, recent trade ids (bounded memory)."""
+def _numeric_id(trade_id: str) -> int | None:
+    return int(trade_id) if trade_id.isascii() and trade_id.isdigit() else None
 
-    def __init__(self, limits: ValidationLimits | None = None) -> None:
+
+class Validator:
+    """Stateful per instrument: last timestamp, recent trade ids (bounded memory), the highest
+    numeric trade id and quote sequence (for gaps)."""
+
+    def __init__(
+        self, limits: ValidationLimits | None = None, quality: DataQuality | None = None
+    ) -> None:
         self.limits = limits or ValidationLimits()
+        self.quality: DataQuality = quality if quality is not None else CollectingQuality(10_000)
         self._last_ts: dict[str, int] = {}
         self._seen: dict[str, OrderedDict[str, None]] = {}
+        self._last_id: dict[str, int] = {}
+        self._last_seq: dict[str, int] = {}
 
     def _check_time(self, key: str, ts: int, now_ns: int) -> str | None:
         if ts > now_ns + self.limits.future_tolerance_ns:
@@ -58,7 +86,20 @@ class Validator:
         seen[t.trade_id] = None
         if len(seen) > self.limits.dedupe_window:
             seen.popitem(last=False)
+        self._track_id(key, t)
         return None
+
+    def _track_id(self, key: str, t: TradeData) -> None:
+        tid = _numeric_id(t.trade_id)
+        if tid is None:
+            return
+        last = self._last_id.get(key)
+        if last is not None and tid > last + 1:
+            self.quality.report(
+                Gap(t.exchange, t.symbol, "trades", "trade_id", last + 1, tid, t.ts_event)
+            )
+        if last is None or tid > last:
+            self._last_id[key] = tid
 
     def quote(self, q: QuoteData, now_ns: int) -> str | None:
         if any(_bad_number(x) for x in (q.bid, q.ask, q.bid_size, q.ask_size)):
@@ -69,4 +110,18 @@ class Validator:
             return "invalid_size"
         if q.bid >= q.ask:
             return "crossed_quote"
-        return self._check_time(f"{q.exchange}:{q.symbol}:q", q.ts_event, now_ns)
+        key = f"{q.exchange}:{q.symbol}:q"
+        last_seq = self._last_seq.get(key) if q.sequence is not None else None
+        if q.sequence is not None and last_seq is not None and q.sequence <= last_seq:
+            return "duplicate_quote" if q.sequence == last_seq else "sequence_backwards"
+        reason = self._check_time(key, q.ts_event, now_ns)
+        if reason or q.sequence is None:
+            return reason
+        if last_seq is not None and q.sequence > last_seq + 1:
+            self.quality.report(
+                Gap(
+                    q.exchange, q.symbol, "quotes", "sequence", last_seq + 1, q.sequence, q.ts_event
+                )
+            )
+        self._last_seq[key] = q.sequence
+        return None
