@@ -7,6 +7,7 @@ import signal
 import threading
 from importlib.metadata import entry_points
 from types import FrameType
+from typing import cast
 
 from opentelemetry.trace import Tracer
 from prometheus_client import Gauge
@@ -117,8 +118,8 @@ def run_service(
     ready = metrics.READY.labels(name)
     try:
         if not spec.inputs:
-            return _run_source(name, built, ctx, tracer, port, ready)  # type: ignore[arg-type]
-        runner = make_stream_runner(spec, built, ctx, tracer)  # type: ignore[arg-type]
+            return _run_source(name, cast(Source, built), ctx, tracer, port, ready, stop)
+        runner = make_stream_runner(spec, cast(Handler, built), ctx, tracer)
         server = HealthServer(settings.http_host, port, runner.ready).start() if port else None
         log.info(
             "started",
@@ -151,13 +152,15 @@ def _run_source(
     tracer: Tracer,
     port: int | None,
     ready: Gauge,
+    stop: threading.Event,
 ) -> int:
     producer = ctx.bus.producer(f"{name}-{ctx.platform.instance_id}")
     server = HealthServer(ctx.platform.http_host, port, lambda: True).start() if port else None
     ready.set(1)
     try:
-        n = SourceRunner(service=name, source=source, producer=producer, tracer=tracer).run()
-        log.info("source exhausted", extra={"published": n})
+        runner = SourceRunner(service=name, source=source, producer=producer, tracer=tracer)
+        n = runner.run(stop)
+        log.info("source stopped" if stop.is_set() else "source exhausted", extra={"published": n})
         return 0
     finally:
         producer.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -362,27 +363,31 @@ class SourceRunner:
         self._tracer = tracer
         self._flush_every = flush_every
         self._labels = _Labels(service)
+        self._tracing = not isinstance(tracer, NoOpTracer)
         self.published = 0
 
-    def publish(self, emits: Iterable[Emit]) -> int:
+    def publish(self, emits: Iterable[Emit], stop: threading.Event | None = None) -> int:
         n = 0
         for emit in emits:
-            key = emit.record_key()
-            span = start_send_span(self._tracer, emit.topic, key)
-            headers = (
-                *inject(trace.set_span_in_context(span)),
-                (ORIGIN_TS, str(emit.event.ts_init).encode()),
-            )
-            self._producer.send(encode_emit(emit, headers))
-            span.end()
+            origin = (ORIGIN_TS, str(emit.event.ts_init).encode())
+            if self._tracing:
+                span = start_send_span(self._tracer, emit.topic, emit.record_key())
+                headers: Headers = (*inject(trace.set_span_in_context(span)), origin)
+                self._producer.send(encode_emit(emit, headers))
+                span.end()
+            else:
+                self._producer.send(encode_emit(emit, (origin,)))
             self._labels.get(metrics.MESSAGES_OUT, emit.topic).inc()
             n += 1
             if n % self._flush_every == 0:
                 self._producer.flush()
+            if stop is not None and stop.is_set():
+                break
         self.published += n
         return n
 
-    def run(self) -> int:
-        n = self.publish(self._source)
+    def run(self, stop: threading.Event | None = None) -> int:
+        """Publish until the source ends or `stop` is set (checked between records)."""
+        n = self.publish(self._source, stop)
         self._producer.flush()
         return n
