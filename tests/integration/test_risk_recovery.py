@@ -28,7 +28,19 @@ from tickpipe_risk.app import build as build_risk
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 SIGNALS_TOTAL = 240
-ENV = {"TICKPIPE_RISK_MAX_REFERENCE_AGE_S": "86400"}  # replayed quotes stay valid references
+# The reference run decides in a tight loop, the real one at its own pace and again on replay
+# after the restart: controls on processing time would see different clocks. Replayed quotes
+# and signals stay fresh; rate and duplicate windows are off. Nothing fills here, so open
+# orders pile up: their notional cap is off too.
+ENV = {
+    "TICKPIPE_RISK_MAX_REFERENCE_AGE_S": "86400",
+    "TICKPIPE_RISK_MAX_SIGNAL_AGE_S": "86400",
+    "TICKPIPE_RISK_MAX_ORDERS_PER_SYMBOL": "0",
+    "TICKPIPE_RISK_MAX_ORDERS_GLOBAL": "0",
+    "TICKPIPE_RISK_DUPLICATE_WINDOW_S": "0",
+    "TICKPIPE_RISK_MAX_OPEN_NOTIONAL": "none",
+    "TICKPIPE_RISK_ACCOUNT_MAX_OPEN_NOTIONAL": "none",
+}
 
 
 def _inputs(seed: int) -> tuple[list[QuoteTick], list[Signal]]:

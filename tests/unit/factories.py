@@ -9,11 +9,14 @@ from typing import Any
 from tickpipe.messages import (
     ControlAction,
     ControlCommand,
+    DataQuality,
     DeadLetter,
     ExecutionReport,
     FeatureVector,
+    FeedStatus,
     OrderRequest,
     OrderStatus,
+    QualityIssue,
     QuoteTick,
     RiskDecision,
     Signal,
@@ -151,3 +154,16 @@ def dead_letter(**kw: Any) -> DeadLetter:
     }
     fields.update(kw)
     return DeadLetter(**_base(fields, "01DEADLETTER"))
+
+
+def data_quality(**kw: Any) -> DataQuality:
+    fields: dict[str, Any] = {
+        "source": "binance-ws",
+        "stream": "trades",
+        "status": FeedStatus.DEGRADED,
+        "issue": QualityIssue.GAP,
+        "expected": 101,
+        "received": 105,
+    }
+    fields.update(kw)
+    return DataQuality(**_instrument(fields, "01QUALITY"))

@@ -30,6 +30,7 @@ SAMPLES: dict[str, Callable[[], Event]] = {
     "risk_decision": f.risk_decision,
     "control": f.control,
     "dead_letter": f.dead_letter,
+    "data_quality": f.data_quality,
 }
 
 

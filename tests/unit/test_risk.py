@@ -1,10 +1,9 @@
-"""Risk: positions and PnL in exact decimals, pre-trade checks, sizing, and the handler."""
+"""Risk: positions and PnL in exact decimals, sizing, exchange precision, and the handler."""
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, ROUND_UP, Decimal
 
 import orjson
 import pytest
@@ -15,17 +14,19 @@ from tickpipe.clock import SimClock
 from tickpipe.ids import EventIds
 from tickpipe.messages import (
     ControlAction,
+    ControlCommand,
     ExecutionReport,
     OrderRequest,
     OrderStatus,
     RiskDecision,
 )
 from tickpipe.topics import CONTROL, EXECUTIONS, ORDERS, QUOTES, RISK_DECISIONS, SIGNALS
-from tickpipe_risk.domain.checks import Limits, OrderCheck, check_order
+from tickpipe_risk.domain.checks import Limits
 from tickpipe_risk.domain.market import MarketRules, load_binance_exchange_info
 from tickpipe_risk.domain.positions import Position, fmt
-from tickpipe_risk.domain.sizing import SizingConfig, order_qty, target_qty
-from tickpipe_risk.handlers import KILL_SWITCH_KEY, RiskHandler, client_order_id
+from tickpipe_risk.domain.sizing import SizingConfig, order_qty, target_qty, tradable
+from tickpipe_risk.handlers import RiskHandler, client_order_id
+from tickpipe_risk.store import kill_switch_key
 
 D = Decimal
 S = f.SECOND
@@ -94,89 +95,6 @@ def test_position_when_short_marked_down_shows_unrealized_gain() -> None:
     }
 
 
-# -- Pre-trade checks -------------------------------------------------------------------------
-
-BASE = OrderCheck(
-    key=f.KEY,
-    signed_qty=D("0.1"),
-    reference_price=D(60_000),
-    reference_ts=f.T0,
-    position_qty=D(0),
-    now_ns=f.T0 + S,
-)
-LIMITS = Limits()
-
-
-def test_check_order_when_within_limits_returns_no_reasons() -> None:
-    assert check_order(BASE, LIMITS) == []
-
-
-def test_check_order_when_kill_switch_on_returns_kill_switch() -> None:
-    assert check_order(replace(BASE, kill_switch=True), LIMITS) == ["kill_switch"]
-
-
-def test_check_order_when_symbol_not_allowed_returns_symbol_not_allowed() -> None:
-    only_eth = replace(LIMITS, allowed_symbols=frozenset({"binance:ETH/USDT"}))
-    with_btc = replace(LIMITS, allowed_symbols=frozenset({f.KEY}))
-
-    assert check_order(BASE, only_eth) == ["symbol_not_allowed"]
-    assert check_order(BASE, with_btc) == []
-
-
-@pytest.mark.parametrize(
-    "check",
-    [replace(BASE, reference_price=None), replace(BASE, reference_ts=None)],
-    ids=["no-price", "no-time"],
-)
-def test_check_order_when_no_reference_returns_no_reference_price(check: OrderCheck) -> None:
-    assert check_order(check, LIMITS) == ["no_reference_price"]
-    assert check_order(replace(check, kill_switch=True), LIMITS) == [
-        "kill_switch",
-        "no_reference_price",
-    ]
-
-
-def test_check_order_when_reference_older_than_limit_returns_stale() -> None:
-    at_limit = replace(BASE, now_ns=f.T0 + LIMITS.max_reference_age_ns)
-    past_limit = replace(BASE, now_ns=f.T0 + LIMITS.max_reference_age_ns + 1)
-
-    assert check_order(at_limit, LIMITS) == []
-    assert check_order(past_limit, LIMITS) == ["stale_reference_price"]
-
-
-def test_check_order_when_quantity_above_max_returns_max_order_qty() -> None:
-    cheap = replace(BASE, reference_price=D(1))
-
-    assert check_order(replace(cheap, signed_qty=D(5)), LIMITS) == []
-    assert check_order(replace(cheap, signed_qty=D("-5.00001")), LIMITS) == ["max_order_qty"]
-
-
-def test_check_order_when_notional_above_max_returns_max_order_notional() -> None:
-    assert check_order(replace(BASE, signed_qty=D("0.41666")), LIMITS) == []
-    assert check_order(replace(BASE, signed_qty=D("-0.5")), LIMITS) == ["max_order_notional"]
-
-
-def test_check_order_when_position_would_grow_past_cap_returns_max_position() -> None:
-    near_cap = replace(BASE, position_qty=D("0.8"))
-
-    assert check_order(replace(near_cap, signed_qty=D("0.03")), LIMITS) == []
-    assert check_order(replace(near_cap, signed_qty=D("0.04")), LIMITS) == ["max_position"]
-
-
-def test_check_order_when_order_reduces_oversized_position_allows_it() -> None:
-    over_cap = replace(BASE, position_qty=D(1))  # 60,000 notional: above the 50,000 cap
-
-    assert check_order(replace(over_cap, signed_qty=D("-0.1")), LIMITS) == []
-    assert check_order(replace(over_cap, signed_qty=D("0.01")), LIMITS) == ["max_position"]
-
-
-def test_check_order_when_order_flips_past_cap_returns_max_position() -> None:
-    loose = replace(LIMITS, max_order_notional=D(10**9), max_order_qty=D(100))
-    flip = replace(BASE, position_qty=D("0.5"), signed_qty=D("-1.5"))
-
-    assert check_order(flip, loose) == ["max_position"]
-
-
 # -- Sizing -----------------------------------------------------------------------------------
 
 CFG = SizingConfig(capital=D(10_000), vol_target=0.0005, max_position_notional=D(50_000))
@@ -220,6 +138,49 @@ def test_order_qty_when_target_far_slices_to_per_order_caps(
     assert order_qty(target, exposure, price, D(25_000), D(5)) == expected
 
 
+def test_target_qty_when_limit_cap_below_sizing_cap_caps_at_the_limit() -> None:
+    assert target_qty(1, 0.9, D(50_000), None, CFG, cap=D(5_000)) == D("0.1")
+    assert target_qty(-1, 0.9, D(50_000), None, CFG, cap=D(5_000)) == D("-0.1")
+    assert target_qty(1, 0.5, D(50_000), 0.001, CFG, cap=D(10**9)) == D("0.1")  # not raised
+
+
+def test_order_qty_when_target_across_zero_orders_through_zero_sliced() -> None:
+    assert order_qty(D("-0.5"), D("0.5"), D(50_000), D(25_000), D(5)) == D("-0.5")
+    assert order_qty(D("-0.2"), D("0.1"), D(50_000), D(25_000), D(5)) == D("-0.3")
+
+
+def test_order_qty_when_limits_off_orders_whole_difference() -> None:
+    assert order_qty(D(100), D(0), D(50_000), None, None) == D(100)
+    assert order_qty(D(100), D(0), D(50_000), None, D(2)) == D(2)
+    assert order_qty(D(100), D(0), D(0), D(1), D(1)) == 0  # no price: nothing
+
+
+@pytest.mark.parametrize(
+    ("qty", "price", "expected"),
+    [
+        (D("0.123456789"), D(60_000), D("0.12345")),  # toward zero, to the step
+        (D("-0.123456789"), D(60_000), D("-0.12345")),
+        (D("0.000009"), D(60_000), D(0)),  # under one step
+        (D("0.00016"), D(60_000), D(0)),  # 9.60 notional: under the 10 minimum
+        (D("0.00017"), D(60_000), D("0.00017")),  # 10.20
+        (D("-0.00016"), D(62_500), D("-0.00016")),  # exactly 10.00 passes
+    ],
+)
+def test_tradable_when_rounded_respects_step_and_exchange_minimums(
+    qty: Decimal, price: Decimal, expected: Decimal
+) -> None:
+    rules = MarketRules(D("0.01"), D("0.00001"), D("0.00001"), D(10))
+
+    assert tradable(qty, price, rules) == expected
+
+
+def test_tradable_when_below_min_qty_returns_zero() -> None:
+    rules = MarketRules(D("0.01"), D("0.001"), D("0.01"), D(0))
+
+    assert tradable(D("0.009"), D(100), rules) == 0
+    assert tradable(D("0.0109"), D(100), rules) == D("0.010")
+
+
 def test_market_rules_when_rounding_qty_rounds_toward_zero_to_step() -> None:
     rules = MarketRules(D("0.01"), D("0.00001"), D("0.00001"), D(10))
 
@@ -227,6 +188,8 @@ def test_market_rules_when_rounding_qty_rounds_toward_zero_to_step() -> None:
     assert rules.round_qty(D("-0.123456789")) == D("-0.12345")
     assert rules.round_qty(D("0.000009")) == 0
     assert rules.round_price(D("60000.014")) == D("60000.01")
+    assert rules.round_price(D("60000.019"), ROUND_DOWN) == D("60000.01")
+    assert rules.round_price(D("60000.011"), ROUND_UP) == D("60000.02")
 
 
 def test_load_binance_exchange_info_when_reading_sample_returns_btcusdt_filters() -> None:
@@ -317,8 +280,9 @@ def test_risk_handler_when_no_quote_rejects_with_no_reference_price() -> None:
 
 def test_risk_handler_when_quote_stale_rejects_with_stale_reference_price() -> None:
     handler, _ = _quoted()
+    fresh_signal = f.signal(ts_init=f.T0 + 6 * S)
 
-    emits = handler.handle(f.signal(), SIGNALS, f.T0 + 6 * S)
+    emits = handler.handle(fresh_signal, SIGNALS, f.T0 + 6 * S)
 
     decision = emits[0].event
     assert isinstance(decision, RiskDecision)
@@ -334,14 +298,18 @@ def test_risk_handler_when_signal_flat_emits_nothing() -> None:
 def test_risk_handler_when_kill_switch_on_rejects_and_persists_flag() -> None:
     handler, cache = _quoted()
 
-    assert handler.handle(f.control(ControlAction.KILL_SWITCH_ON), CONTROL, f.T0) == ()
+    (cancel,) = handler.handle(f.control(ControlAction.KILL_SWITCH_ON), CONTROL, f.T0)
     emits = handler.handle(f.signal(), SIGNALS, f.T0 + S)
+
+    assert cancel.topic == CONTROL
+    assert isinstance(cancel.event, ControlCommand)
+    assert cancel.event.action is ControlAction.CANCEL_ALL
 
     assert [e.topic for e in emits] == [RISK_DECISIONS]
     decision = emits[0].event
     assert isinstance(decision, RiskDecision)
     assert (decision.approved, decision.reasons) == (False, ["kill_switch"])
-    assert cache.get(KILL_SWITCH_KEY) == b"1"
+    assert cache.get(kill_switch_key("paper")) == b"1"
     restarted, _ = _quoted(cache)
     assert restarted.kill_switch is True
     (after_restart,) = restarted.handle(f.signal(), SIGNALS, f.T0 + S)
@@ -355,7 +323,7 @@ def test_risk_handler_when_kill_switch_off_approves_again() -> None:
 
     handler.handle(f.control(ControlAction.KILL_SWITCH_OFF), CONTROL, f.T0)
 
-    assert cache.get(KILL_SWITCH_KEY) == b"0"
+    assert cache.get(kill_switch_key("paper")) == b"0"
     assert _quoted(cache)[0].kill_switch is False
     assert [e.topic for e in handler.handle(f.signal(), SIGNALS, f.T0 + S)] == [
         RISK_DECISIONS,
@@ -429,7 +397,8 @@ def test_risk_handler_when_open_order_cancelled_releases_its_quantity() -> None:
     order = handler.handle(f.signal(), SIGNALS, f.T0 + S)[-1].event
     assert isinstance(order, OrderRequest)
     cancelled = f.execution(status=OrderStatus.CANCELLED, quantity=order.quantity, cum_qty=D(0),
-                            leaves_qty=order.quantity, last_qty=D(0), last_price=None)  # fmt: skip
+                            leaves_qty=order.quantity, last_qty=D(0), last_price=None,
+                            client_order_id=order.client_order_id)  # fmt: skip
     handler.handle(cancelled, EXECUTIONS, f.T0 + S)
 
     again = handler.handle(f.signal(event_id="01SIGNAL2"), SIGNALS, f.T0 + 2 * S)

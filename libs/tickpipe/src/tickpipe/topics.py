@@ -8,6 +8,7 @@ DAY_MS = 24 * 60 * 60 * 1000
 
 TRADES = "md.trades.v1"
 QUOTES = "md.quotes.v1"
+QUALITY = "md.quality.v1"
 FEATURES = "features.v1"
 SIGNALS = "signals.v1"
 ORDERS = "orders.v1"
@@ -33,6 +34,7 @@ def _retention(days: int | None) -> dict[str, str]:
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(TRADES, "exchange:symbol", 6, _retention(7)),
     TopicSpec(QUOTES, "exchange:symbol", 6, _retention(1)),
+    TopicSpec(QUALITY, "exchange:symbol", 6, _retention(7)),
     TopicSpec(FEATURES, "exchange:symbol", 6, _retention(7)),
     TopicSpec(SIGNALS, "exchange:symbol", 6, _retention(30)),
     TopicSpec(ORDERS, "exchange:symbol", 6, _retention(30)),

@@ -1,11 +1,15 @@
-"""Signals -> sized, checked orders; executions -> positions and PnL; control -> kill switch."""
+"""Signals -> sized, checked orders; executions -> books; quality and control -> halts.
+
+The handler turns messages into engine calls and engine results into messages; the rules
+live in `domain/`.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_DOWN, ROUND_UP, Decimal
+from typing import Any
 
 import orjson
 
@@ -14,36 +18,48 @@ from tickpipe.ids import EventIds
 from tickpipe.messages import (
     ControlAction,
     ControlCommand,
+    DataQuality,
     Event,
     ExecutionReport,
+    FeedStatus,
     OrderRequest,
     OrderStatus,
+    OrderType,
     QuoteTick,
     RiskDecision,
     Signal,
 )
-from tickpipe.service import Emit
+from tickpipe.service import Emit, Rejected
 from tickpipe.telemetry.metrics import ERRORS
-from tickpipe.topics import ORDERS, RISK_DECISIONS
-from tickpipe_risk.domain.checks import Limits, OrderCheck, check_order
+from tickpipe.topics import CONTROL, ORDERS, RISK_DECISIONS
+from tickpipe_risk.domain.books import Fill
+from tickpipe_risk.domain.checks import Intent
+from tickpipe_risk.domain.controls.circuit import BreakerConfig, State
+from tickpipe_risk.domain.controls.collar import BPS
+from tickpipe_risk.domain.controls.correlation import CorrelationModel
+from tickpipe_risk.domain.engine import RiskEngine
+from tickpipe_risk.domain.limits import Limits, UnknownLimit
 from tickpipe_risk.domain.market import DEFAULT_RULES, MarketRules
-from tickpipe_risk.domain.positions import Position, fmt
-from tickpipe_risk.domain.sizing import SizingConfig, order_qty, target_qty
-from tickpipe_risk.metrics import DECISIONS, PNL, POSITION
+from tickpipe_risk.domain.positions import Position
+from tickpipe_risk.domain.sizing import SizingConfig, order_qty, target_qty, tradable
+from tickpipe_risk.metrics import (
+    CIRCUIT,
+    DECISIONS,
+    DUPLICATE_FILLS,
+    HALTS,
+    KILL_SWITCH,
+    PNL,
+    POSITION,
+)
+from tickpipe_risk.store import RiskStore, pnl_dict
 
-KILL_SWITCH_KEY = "risk:kill_switch"
-TERMINAL = {OrderStatus.REJECTED, OrderStatus.CANCELLED, OrderStatus.EXPIRED}
+ENDED = {OrderStatus.REJECTED, OrderStatus.CANCELLED, OrderStatus.EXPIRED}
+CIRCUIT_LEVEL = {State.CLOSED: 0, State.HALF_OPEN: 1, State.OPEN: 2}
 
 
 def client_order_id(strategy_id: str, signal_event_id: str) -> str:
     """Deterministic per signal: a replayed signal maps to the same exchange order id."""
     return "tp" + hashlib.sha256(f"{strategy_id}|{signal_event_id}".encode()).hexdigest()[:30]
-
-
-@dataclass
-class _Reference:
-    price: Decimal
-    ts: int
 
 
 class RiskHandler:
@@ -55,65 +71,83 @@ class RiskHandler:
         sizing: SizingConfig,
         limits: Limits,
         rules: dict[str, MarketRules],
+        *,
+        correlation: CorrelationModel | None = None,
+        breaker: BreakerConfig | None = None,
+        order_type: OrderType = OrderType.MARKET,
+        limit_offset_bps: Decimal = Decimal(0),
     ) -> None:
         self._ids = ids
-        self._cache = cache
+        self._store = RiskStore(cache, account)
         self._account = account
         self._sizing = sizing
-        self._limits = limits
         self._rules = rules
-        self._refs: dict[str, _Reference] = {}
-        self.positions: dict[str, Position] = {}
-        self._open_qty: dict[str, Decimal] = {}
-        self.kill_switch = cache.get(KILL_SWITCH_KEY) == b"1"  # survives restarts
+        self._order_type = order_type
+        self._limit_offset = limit_offset_bps / BPS
+        self.engine = RiskEngine(limits, correlation, breaker)
+        self._store.load_controls(self.engine.state)  # survives restarts without a snapshot
+        self._halt_gauges()
+        self._decision_counters: dict[tuple[str, str], Any] = {}
+
+    # -- views ----------------------------------------------------------------------------
+
+    @property
+    def positions(self) -> dict[str, Position]:
+        """The account's positions by `exchange:symbol`."""
+        return self.engine.state.books.account
+
+    @property
+    def kill_switch(self) -> bool:
+        return self.engine.state.halts.kill_switch
+
+    def pnl(self, strategy_id: str | None = None) -> dict[str, str]:
+        return pnl_dict(self.engine.state.books.pnl(self.engine.state.mark, strategy_id))
+
+    # -- events ---------------------------------------------------------------------------
 
     def handle(self, event: Event, topic: str, now_ns: int) -> Sequence[Emit]:
         if isinstance(event, QuoteTick):
             mid = (Decimal(str(event.bid)) + Decimal(str(event.ask))) / 2
-            # Freshness is judged on arrival time (ts_init): replayed data has old exchange times.
-            self._refs[event.key] = _Reference(mid, event.ts_init)
+            self.engine.quote(event.key, mid, event.ts_init)
             return ()
         if isinstance(event, Signal):
             return self._on_signal(event, now_ns)
         if isinstance(event, ExecutionReport):
-            self._on_execution(event)
+            self._on_execution(event, now_ns)
+            return ()
+        if isinstance(event, DataQuality):
+            healthy = event.status is FeedStatus.HEALTHY
+            self.engine.feed(event.key, event.stream, None if healthy else str(event.issue))
+            halted = event.key in self.engine.state.halts.degraded
+            HALTS.labels(event.key, "data_quality").set(int(halted))
             return ()
         if isinstance(event, ControlCommand):
-            self._on_control(event)
+            return self._on_control(event, now_ns)
         return ()
 
     def _rules_for(self, symbol: str) -> MarketRules:
         return self._rules.get(symbol.replace("/", ""), DEFAULT_RULES)
 
     def _on_signal(self, s: Signal, now_ns: int) -> Sequence[Emit]:
-        key = s.key
-        ref = self._refs.get(key)
-        pos = self.positions.get(key, Position())
-        exposure = pos.qty + self._open_qty.get(key, Decimal(0))
+        engine, key = self.engine, s.key
+        engine.volatility(key, s.volatility, now_ns)
+        ref = engine.state.refs.get(key)
         price = ref.price if ref else Decimal(str(s.price))
         rules = self._rules_for(s.symbol)
-        target = target_qty(s.direction, s.score, price, s.volatility, self._sizing)
-        qty = rules.round_qty(
-            order_qty(
-                target, exposure, price, self._limits.max_order_notional, self._limits.max_order_qty
-            )
-        )
-        if qty == 0 or abs(qty) < rules.min_qty or abs(qty) * price < rules.min_notional:
-            return ()  # already at target (within one lot / minimum notional)
-        reasons = check_order(
-            OrderCheck(
-                key=key,
-                signed_qty=qty,
-                reference_price=ref.price if ref else None,
-                reference_ts=ref.ts if ref else None,
-                position_qty=exposure,
-                now_ns=now_ns,
-                kill_switch=self.kill_switch,
-            ),
-            self._limits,
-        )
+        qty = self._size(s, price, rules)
+        if qty == 0:
+            return ()  # at target already (within one lot / the exchange minimums)
         side = "buy" if qty > 0 else "sell"
+        limit_price = self._limit_price(side, price, rules) if ref else None
+        if limit_price is not None:
+            # Sized again at the price it commits, so the per-order limits hold at that price.
+            qty = self._size(s, limit_price, rules)
+            if qty == 0 or (qty > 0) != (side == "buy"):
+                return ()
         coid = client_order_id(s.strategy_id, s.event_id)
+        intent = Intent(s.strategy_id, key, qty, limit_price, s.ts_init, coid)
+        reasons = engine.decide(intent, now_ns)
+        self._circuit_gauge(key)
         ref_price = rules.round_price(price)
         decision = RiskDecision(
             event_id=self._ids.new(),
@@ -132,10 +166,10 @@ class RiskHandler:
             reference_price=ref_price,
         )
         for reason in reasons or ["approved"]:
-            DECISIONS.labels(reason).inc()
+            self._decisions(reason, s.strategy_id).inc()
         if reasons:
             return (Emit(RISK_DECISIONS, decision),)
-        self._open_qty[key] = self._open_qty.get(key, Decimal(0)) + qty
+        engine.accept(intent, limit_price if limit_price is not None else price, now_ns)
         order = OrderRequest(
             event_id=self._ids.new(),
             ts_event=s.ts_event,
@@ -147,83 +181,135 @@ class RiskHandler:
             account=self._account,
             strategy_id=s.strategy_id,
             side=side,
+            order_type=self._order_type,
             quantity=abs(qty),
+            limit_price=limit_price,
             reference_price=ref_price,
         )
         return (Emit(RISK_DECISIONS, decision), Emit(ORDERS, order))
 
-    def _on_execution(self, r: ExecutionReport) -> None:
-        key = r.key
-        sign = Decimal(1) if r.side == "buy" else Decimal(-1)
-        if r.is_fill:
-            if r.last_price is None:
-                ERRORS.labels("risk", "fill_without_price").inc()
-                return
-            pos = self.positions.setdefault(key, Position())
-            pos.apply_fill(sign * r.last_qty, r.last_price, r.fee)
-            self._open_qty[key] = self._open_qty.get(key, Decimal(0)) - sign * r.last_qty
-            self._publish_books(key)
-        elif r.status in TERMINAL:
-            # leaves_qty is 0 on a terminal report: release what was never filled.
-            unfilled = r.quantity - r.cum_qty
-            self._open_qty[key] = self._open_qty.get(key, Decimal(0)) - sign * unfilled
+    def _size(self, s: Signal, price: Decimal, rules: MarketRules) -> Decimal:
+        st = self.engine.state
+        limits = st.strategy_limits(s.strategy_id)
+        caps = (limits.max_position_notional, st.limits.account.max_position_notional)
+        cap = min((c for c in caps if c is not None), default=None)
+        target = target_qty(s.direction, s.score, price, s.volatility, self._sizing, cap)
+        exposure = st.exposure(s.key, s.strategy_id)
+        step = order_qty(target, exposure, price, limits.max_order_notional, limits.max_order_qty)
+        return tradable(step, price, rules)
 
-    def _on_control(self, c: ControlCommand) -> None:
-        if c.action in (ControlAction.KILL_SWITCH_ON, ControlAction.KILL_SWITCH_OFF):
-            self.kill_switch = c.action is ControlAction.KILL_SWITCH_ON
-            self._cache.set(KILL_SWITCH_KEY, b"1" if self.kill_switch else b"0")
+    def _limit_price(self, side: str, reference: Decimal, rules: MarketRules) -> Decimal | None:
+        if self._order_type is OrderType.MARKET:
+            return None
+        # Marketable by the offset; rounded toward the reference so it stays inside the collar.
+        if side == "buy":
+            return rules.round_price(reference * (1 + self._limit_offset), ROUND_DOWN)
+        return rules.round_price(reference * (1 - self._limit_offset), ROUND_UP)
+
+    def _on_execution(self, r: ExecutionReport, now_ns: int) -> None:
+        if r.account != self._account:
+            return  # another account's ledger shares the topic
+        engine = self.engine
+        engine.answered(r.client_order_id, r.status is OrderStatus.REJECTED, r.ts_init, now_ns)
+        if r.is_fill and r.last_price is None:
+            ERRORS.labels("risk", "fill_without_price").inc()
+        elif r.is_fill and r.last_price is not None:
+            sign = Decimal(1) if r.side == "buy" else Decimal(-1)
+            fill = Fill(
+                client_order_id=r.client_order_id,
+                fill_id=r.trade_id or f"cum:{r.cum_qty}",
+                strategy_id=r.strategy_id,
+                key=r.key,
+                signed_qty=sign * r.last_qty,
+                price=r.last_price,
+                fee=r.fee,
+                ts=r.ts_event,
+            )
+            result = engine.fill(fill, now_ns)
+            if not result.booked:
+                DUPLICATE_FILLS.inc()
+            else:
+                pnl = self._store.publish_books(engine.state, r.key, r.strategy_id)
+                POSITION.labels(r.key).set(float(engine.state.books.account[r.key].qty))
+                PNL.labels(self._account).set(float(pnl["net"]))
+            if result.disabled:
+                HALTS.labels(r.key, "fill_throttle").set(1)
+                self._store.save_controls(engine.state)
+        if r.status in ENDED:
+            engine.closed(r.client_order_id)
+        self._circuit_gauge(r.key)
+
+    def _on_control(self, c: ControlCommand, now_ns: int) -> Sequence[Emit]:
+        action, engine = c.action, self.engine
+        mine = c.target in ("*", self._account)
+        if action in (ControlAction.KILL_SWITCH_ON, ControlAction.KILL_SWITCH_OFF) and mine:
+            on = action is ControlAction.KILL_SWITCH_ON
+            engine.set_kill_switch(on)
+            self._store.save_kill_switch(on)
+            KILL_SWITCH.labels(self._account).set(int(on))
+            return (self._cancel_all(c, now_ns),) if on else ()
+        if action in (ControlAction.PAUSE_SYMBOL, ControlAction.RESUME_SYMBOL):
+            if ":" not in c.target:
+                raise Rejected("invalid_target", f"{action} needs an `exchange:symbol` target")
+            if action is ControlAction.PAUSE_SYMBOL:
+                engine.pause(c.target)
+            else:
+                engine.resume(c.target, c.args.get("strategy"))
+                HALTS.labels(c.target, "fill_throttle").set(0)
+            HALTS.labels(c.target, "paused").set(int(action is ControlAction.PAUSE_SYMBOL))
+            self._store.save_controls(engine.state)
+        elif action is ControlAction.SET_LIMIT and mine:
+            if "name" not in c.args or "value" not in c.args:
+                raise Rejected("invalid_limit", "set_limit needs args `name` and `value`")
+            try:
+                engine.set_limit(c.args["name"], c.args["value"], c.args.get("strategy"))
+            except UnknownLimit as exc:
+                raise Rejected(exc.reason, exc.detail) from None
+            self._store.save_controls(engine.state)
+        return ()  # cancel_all and reload_model are for other services
+
+    def _cancel_all(self, c: ControlCommand, now_ns: int) -> Emit:
+        cmd = ControlCommand(
+            event_id=self._ids.new(),
+            ts_event=now_ns,
+            ts_init=now_ns,
+            causation_id=c.event_id,
+            action=ControlAction.CANCEL_ALL,
+            target=self._account,
+            issued_by="risk",
+            reason=f"kill switch: {c.reason}" if c.reason else "kill switch",
+        )
+        # Not keyed by target: on the compacted topic it must not replace an operator's
+        # command for the same target.
+        return Emit(CONTROL, cmd, key=f"{self._account}:cancel_all")
+
+    # -- state ----------------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
-        return orjson.dumps(
-            {
-                "refs": {k: [str(r.price), r.ts] for k, r in self._refs.items()},
-                "positions": {
-                    k: [
-                        str(p.qty),
-                        str(p.avg_price),
-                        str(p.realized),
-                        str(p.fees),
-                        str(p.last_price),
-                    ]
-                    for k, p in self.positions.items()
-                },
-                "open_qty": {k: str(q) for k, q in self._open_qty.items()},
-            }
-        )
+        return orjson.dumps(self.engine.dump())
 
     def restore(self, data: bytes) -> None:
-        state = orjson.loads(data)
-        self._refs = {k: _Reference(Decimal(p), ts) for k, (p, ts) in state["refs"].items()}
-        self.positions = {
-            k: Position(*(Decimal(x) for x in v)) for k, v in state["positions"].items()
-        }
-        self._open_qty = {k: Decimal(q) for k, q in state["open_qty"].items()}
+        self.engine.load(orjson.loads(data))
+        self._halt_gauges()
 
-    def _mark(self, key: str) -> Decimal | None:
-        ref = self._refs.get(key)
-        return ref.price if ref else None
+    def _halt_gauges(self) -> None:
+        halts = self.engine.state.halts
+        KILL_SWITCH.labels(self._account).set(int(halts.kill_switch))
+        for key in halts.paused:
+            HALTS.labels(key, "paused").set(1)
+        for key in halts.degraded:
+            HALTS.labels(key, "data_quality").set(1)
+        for _, key in self.engine.state.fill_throttle.disabled:
+            HALTS.labels(key, "fill_throttle").set(1)
 
-    def pnl(self) -> dict[str, str]:
-        realized = sum((p.realized for p in self.positions.values()), Decimal(0))
-        unrealized = sum(
-            (p.unrealized(self._mark(k)) for k, p in self.positions.items()), Decimal(0)
-        )
-        fees = sum((p.fees for p in self.positions.values()), Decimal(0))
-        return {
-            "realized": fmt(realized),
-            "unrealized": fmt(unrealized),
-            "fees": fmt(fees),
-            "net": fmt(realized + unrealized - fees),
-        }
+    def _decisions(self, reason: str, strategy_id: str) -> Any:
+        """The counter for (reason, strategy); `.labels()` per decision is measurable."""
+        child = self._decision_counters.get((reason, strategy_id))
+        if child is None:
+            child = self._decision_counters[reason, strategy_id] = DECISIONS.labels(
+                reason, strategy_id
+            )
+        return child
 
-    def _publish_books(self, key: str) -> None:
-        pos = self.positions[key]
-        pnl = self.pnl()
-        self._cache.set_many(
-            {
-                f"positions:{self._account}:{key}": orjson.dumps(pos.as_dict(self._mark(key))),
-                f"pnl:{self._account}": orjson.dumps(pnl),
-            }
-        )
-        POSITION.labels(key).set(float(pos.qty))
-        PNL.labels(self._account).set(float(pnl["net"]))
+    def _circuit_gauge(self, key: str) -> None:
+        CIRCUIT.labels(key).set(CIRCUIT_LEVEL[self.engine.state.breaker(key).state])

@@ -8,6 +8,7 @@ from tickpipe.messages.executions import ExecutionReport, Liquidity, OrderStatus
 from tickpipe.messages.features import FeatureVector
 from tickpipe.messages.market import Instrument, QuoteTick, Side, TradeTick
 from tickpipe.messages.orders import OrderRequest, OrderType
+from tickpipe.messages.quality import DataQuality, FeedStatus, QualityIssue
 from tickpipe.messages.risk import RiskDecision
 from tickpipe.messages.signals import Signal
 
@@ -15,16 +16,19 @@ __all__ = [
     "EVENT_TYPES",
     "ControlAction",
     "ControlCommand",
+    "DataQuality",
     "DeadLetter",
     "DecodeError",
     "Event",
     "ExecutionReport",
     "FeatureVector",
+    "FeedStatus",
     "Instrument",
     "Liquidity",
     "OrderRequest",
     "OrderStatus",
     "OrderType",
+    "QualityIssue",
     "QuoteTick",
     "RiskDecision",
     "Side",

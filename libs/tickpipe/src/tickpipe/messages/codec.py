@@ -11,6 +11,7 @@ from tickpipe.messages.executions import ExecutionReport
 from tickpipe.messages.features import FeatureVector
 from tickpipe.messages.market import QuoteTick, TradeTick
 from tickpipe.messages.orders import OrderRequest
+from tickpipe.messages.quality import DataQuality
 from tickpipe.messages.risk import RiskDecision
 from tickpipe.messages.signals import Signal
 
@@ -26,6 +27,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         RiskDecision,
         ControlCommand,
         DeadLetter,
+        DataQuality,
     )
 }
 

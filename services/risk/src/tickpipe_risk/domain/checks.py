@@ -1,53 +1,116 @@
-"""Pre-trade checks. Each returns a reason code when the order must not go out."""
+"""Pre-trade checks: every control, composed, on one prospective order.
+
+`PreTradeChecks.run` returns every failing reason code (empty: approved), in a fixed order.
+Strategy-scope limits use the strategy's own book; account-scope ones (`account_...`) the
+sum of all strategies. Checks that need a price are skipped when none is known: the missing
+reference already refuses the order.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from tickpipe_risk.domain.controls import exposure as ex
+from tickpipe_risk.domain.controls.allowlist import check_allowlist
+from tickpipe_risk.domain.controls.circuit import BreakerConfig
+from tickpipe_risk.domain.controls.collar import check_collar
+from tickpipe_risk.domain.controls.correlation import CorrelationModel, check_correlated_risk
+from tickpipe_risk.domain.controls.duplicates import Fingerprint
+from tickpipe_risk.domain.controls.freshness import check_reference, check_signal_age
+from tickpipe_risk.domain.controls.open_orders import REASON as MAX_OPEN
+from tickpipe_risk.domain.controls.open_orders import check_open_notional
+from tickpipe_risk.domain.controls.order_size import check_order_size
+from tickpipe_risk.domain.limits import AccountLimits, Limits, StrategyLimits
+from tickpipe_risk.domain.state import RiskState
 
-@dataclass(frozen=True)
-class Limits:
-    allowed_symbols: frozenset[str] = field(default_factory=frozenset)  # empty: all allowed
-    max_order_qty: Decimal = Decimal(5)
-    max_order_notional: Decimal = Decimal(25_000)
-    max_position_notional: Decimal = Decimal(50_000)
-    max_reference_age_ns: int = 5_000_000_000
+__all__ = ["Intent", "Limits", "PreTradeChecks"]
+
+ACCOUNT = "account_"
 
 
-@dataclass(frozen=True)
-class OrderCheck:
-    """What the checks need to know about one prospective order."""
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """One prospective order."""
 
+    strategy_id: str
     key: str
-    signed_qty: Decimal
-    reference_price: Decimal | None
-    reference_ts: int | None
-    position_qty: Decimal  # current position plus open orders
-    now_ns: int
-    kill_switch: bool = False
+    qty: Decimal  # signed, at exchange precision, non-zero
+    limit_price: Decimal | None  # None: a market order
+    signal_ts: int  # arrival (ts_init) of the signal it comes from
+    client_order_id: str
+
+    @property
+    def fingerprint(self) -> Fingerprint:
+        limit = "" if self.limit_price is None else str(self.limit_price.normalize())
+        return (self.strategy_id, self.key, str(self.qty.normalize()), limit)
 
 
-def check_order(o: OrderCheck, limits: Limits) -> list[str]:
-    reasons: list[str] = []
-    if o.kill_switch:
-        reasons.append("kill_switch")
-    if limits.allowed_symbols and o.key not in limits.allowed_symbols:
-        reasons.append("symbol_not_allowed")
-    if o.reference_price is None or o.reference_ts is None:
-        return [*reasons, "no_reference_price"]
-    if o.now_ns - o.reference_ts > limits.max_reference_age_ns:
-        reasons.append("stale_reference_price")
-    qty = abs(o.signed_qty)
-    if qty > limits.max_order_qty:
-        reasons.append("max_order_qty")
-    if qty * o.reference_price > limits.max_order_notional:
-        reasons.append("max_order_notional")
-    resulting = abs(o.position_qty + o.signed_qty) * o.reference_price
-    if (
-        resulting > limits.max_position_notional
-        and resulting > abs(o.position_qty) * o.reference_price
-    ):
-        # Only orders that grow exposure past the cap are refused; reducing is always allowed.
-        reasons.append("max_position")
-    return reasons
+@dataclass(frozen=True, slots=True)
+class PreTradeChecks:
+    correlation: CorrelationModel = field(default_factory=CorrelationModel)
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+
+    def run(self, o: Intent, st: RiskState, now_ns: int) -> list[str]:
+        g = st.limits.guards
+        sl = st.strategy_limits(o.strategy_id)
+        ref = st.refs.get(o.key)
+        reasons = st.halts.check(o.key)
+        reasons += st.fill_throttle.check(o.strategy_id, o.key)
+        reasons += st.breaker(o.key).check(now_ns, self.breaker)
+        reasons += check_allowlist(o.key, st.limits.allowed_symbols)
+        reasons += check_signal_age(o.signal_ts, now_ns, g.max_signal_age_ns)
+        reasons += check_reference(None if ref is None else ref.ts, now_ns, g.max_reference_age_ns)
+        if ref is not None:
+            reasons += check_collar(o.limit_price, ref.price, g.collar_bps)
+        price = o.limit_price if o.limit_price is not None else ref.price if ref else None
+        reasons += check_order_size(abs(o.qty), price, sl.max_order_qty, sl.max_order_notional)
+        if price is not None:
+            reasons += self._exposure(o, st, price, sl, st.limits.account)
+        reasons += st.loss_guard(o.strategy_id).check(
+            ex.reduces(st.exposure(o.key, o.strategy_id), o.qty)
+        )
+        reasons += st.account_loss.check(ex.reduces(st.exposure(o.key), o.qty), ACCOUNT)
+        reasons += st.duplicates.check(
+            o.client_order_id, o.fingerprint, now_ns, g.duplicate_window_ns
+        )
+        reasons += st.order_throttle.check(
+            o.key, now_ns, g.order_window_ns, g.max_orders_per_symbol, g.max_orders_global
+        )
+        return reasons
+
+    def _exposure(
+        self, o: Intent, st: RiskState, price: Decimal, sl: StrategyLimits, al: AccountLimits
+    ) -> list[str]:
+        mine, account = st.exposures(o.strategy_id), st.exposures()
+        prices = {k: st.price(k) for k in {*mine, *account}}
+        prices[o.key] = price  # the order's own symbol at the order's price, before and after
+        reasons = ex.check_position(
+            mine.get(o.key, ex.ZERO), o.qty, price, sl.max_position_notional, ex.MAX_POSITION
+        )
+        reasons += ex.check_position(
+            account.get(o.key, ex.ZERO),
+            o.qty,
+            price,
+            al.max_position_notional,
+            ACCOUNT + ex.MAX_POSITION,
+        )
+        reasons += ex.check_gross(mine, prices, o.key, o.qty, sl.max_gross_notional, ex.MAX_GROSS)
+        reasons += ex.check_gross(
+            account, prices, o.key, o.qty, al.max_gross_notional, ACCOUNT + ex.MAX_GROSS
+        )
+        notional = abs(o.qty) * price
+        reasons += check_open_notional(
+            st.open_orders.notional(o.strategy_id), notional, sl.max_open_notional
+        )
+        reasons += check_open_notional(
+            st.open_orders.notional(), notional, al.max_open_notional, ACCOUNT + MAX_OPEN
+        )
+        if al.max_correlated_risk is not None:
+            before = {k: q * prices[k] for k, q in account.items()}
+            after = dict(before)
+            after[o.key] = after.get(o.key, ex.ZERO) + o.qty * price
+            reasons += check_correlated_risk(
+                self.correlation.risk(before), self.correlation.risk(after), al.max_correlated_risk
+            )
+        return reasons

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
 
@@ -20,8 +20,8 @@ class MarketRules:
         steps = (abs(qty) / self.step_size).to_integral_value(rounding=ROUND_DOWN)
         return (steps * self.step_size).copy_sign(qty) if steps else Decimal(0)
 
-    def round_price(self, price: Decimal) -> Decimal:
-        return (price / self.tick_size).to_integral_value() * self.tick_size
+    def round_price(self, price: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
+        return (price / self.tick_size).to_integral_value(rounding=rounding) * self.tick_size
 
 
 DEFAULT_RULES = MarketRules(Decimal("0.01"), Decimal("0.00001"), Decimal("0.00001"), Decimal(10))

@@ -52,3 +52,16 @@ class Position:
             "unrealized": fmt(self.unrealized(mark)),
             "fees": fmt(self.fees),
         }
+
+    def dump(self) -> list[str]:
+        return [
+            str(self.qty),
+            str(self.avg_price),
+            str(self.realized),
+            str(self.fees),
+            str(self.last_price),
+        ]
+
+    @classmethod
+    def load(cls, d: list[str]) -> Position:
+        return cls(*(Decimal(x) for x in d))

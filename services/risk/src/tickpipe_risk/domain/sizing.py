@@ -1,30 +1,47 @@
-"""Signal -> target position: volatility-targeted, capped per symbol."""
+"""Signal -> order size: a volatility-targeted position, capped, and the step toward it.
+
+The target is direction × strength × capital × vol_target / volatility, capped per symbol.
+Only the difference to what is held (position plus open orders) is ordered, sliced to the
+per-order limits, rounded toward zero to the lot step, and dropped when below the exchange's
+minimum quantity or notional.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
 
+from tickpipe_risk.domain.market import MarketRules
+
+ZERO = Decimal(0)
+
 
 @dataclass(frozen=True)
 class SizingConfig:
     capital: Decimal = Decimal(100_000)
     vol_target: float = 0.0005  # target per-bar volatility of the position's value, fraction
-    max_position_notional: Decimal = Decimal(50_000)
+    max_position_notional: Decimal | None = Decimal(50_000)  # None: the limits alone cap it
     vol_floor: float = 1e-5  # a quiet market must not produce an enormous position
 
 
 def target_qty(
-    direction: int, score: float, price: Decimal, volatility: float | None, cfg: SizingConfig
+    direction: int,
+    score: float,
+    price: Decimal,
+    volatility: float | None,
+    cfg: SizingConfig,
+    cap: Decimal | None = None,
 ) -> Decimal:
     """Signed target quantity: direction × strength × vol-targeted notional, capped."""
     if direction == 0 or price <= 0:
-        return Decimal(0)
+        return ZERO
     vol = max(volatility or cfg.vol_floor, cfg.vol_floor)
     notional = (
         cfg.capital * Decimal(str(cfg.vol_target / vol)) * Decimal(str(min(1.0, abs(score) * 2)))
     )
-    notional = min(notional, cfg.max_position_notional)
+    for c in (cfg.max_position_notional, cap):
+        if c is not None:
+            notional = min(notional, c)
     return Decimal(direction) * notional / price
 
 
@@ -32,10 +49,27 @@ def order_qty(
     target: Decimal,
     exposure: Decimal,
     price: Decimal,
-    max_order_notional: Decimal,
-    max_order_qty: Decimal,
+    max_order_notional: Decimal | None,
+    max_order_qty: Decimal | None,
 ) -> Decimal:
     """The step toward `target`, sliced so one order stays inside the per-order limits."""
     delta = target - exposure
-    cap = min(max_order_notional / price, max_order_qty) if price > 0 else Decimal(0)
+    if price <= 0:
+        return ZERO
+    caps = [
+        c
+        for c in (max_order_qty, None if max_order_notional is None else max_order_notional / price)
+        if c is not None
+    ]
+    if not caps:
+        return delta
+    cap = min(caps)
     return delta if abs(delta) <= cap else cap.copy_sign(delta)
+
+
+def tradable(qty: Decimal, price: Decimal, rules: MarketRules) -> Decimal:
+    """`qty` rounded toward zero to the lot step; zero when below the exchange minimums."""
+    rounded = rules.round_qty(qty)
+    if rounded == 0 or abs(rounded) < rules.min_qty or abs(rounded) * price < rules.min_notional:
+        return ZERO
+    return rounded
