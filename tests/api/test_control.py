@@ -155,7 +155,7 @@ def test_reads_when_subject_exceeds_burst_answers_429() -> None:
     assert codes == [200, 200, 429]
 
 
-def test_bus_publisher_when_publishing_keys_record_by_target_with_type_header() -> None:
+def test_bus_publisher_when_publishing_keys_record_by_family_and_target_with_type_header() -> None:
     bus = MemoryBus()
     command = ControlCommand(
         event_id="01J0000000000000000000000",
@@ -167,5 +167,5 @@ def test_bus_publisher_when_publishing_keys_record_by_target_with_type_header() 
     )
     BusControlPublisher(bus.producer("api")).publish(command)
     [record] = bus.records(CONTROL)
-    assert record.key == b"binance:BTC/USDT"
+    assert record.key == b"trading:binance:BTC/USDT"
     assert decode(record.value, (record.header(EVENT_TYPE) or b"").decode()) == command

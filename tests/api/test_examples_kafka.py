@@ -160,7 +160,7 @@ def _read_one(kafka_bootstrap: str, topic: str) -> Message:
         consumer.close()
 
 
-def test_control_publisher_when_publishing_to_kafka_keys_by_target(
+def test_control_publisher_when_publishing_to_kafka_keys_by_family_and_target(
     kafka_bootstrap: str, names: TopicNames
 ) -> None:
     command = ControlCommand(
@@ -175,7 +175,7 @@ def test_control_publisher_when_publishing_to_kafka_keys_by_target(
     publisher.publish(command)
     publisher.close()
     msg = _read_one(kafka_bootstrap, names.physical(CONTROL))
-    assert msg.key() == b"binance:BTC/USDT"
+    assert msg.key() == b"trading:binance:BTC/USDT"
     header = dict(msg.headers() or [])[EVENT_TYPE]
     assert isinstance(header, bytes)
     assert decode(msg.value() or b"", header.decode()) == command

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from tests.unit import factories as f
 from tickpipe.messages import (
     EVENT_TYPES,
+    ControlAction,
     DecodeError,
     Event,
     FeatureVector,
@@ -176,3 +177,16 @@ def test_order_when_client_order_id_too_long_is_refused() -> None:
 def test_instrument_key_when_built_joins_exchange_and_symbol() -> None:
     assert f.trade().key == "binance:BTC/USDT"
     assert f.order(exchange="kraken", symbol="BTC/USD").key == "kraken:BTC/USD"
+
+
+def test_control_compaction_key_when_families_differ_then_keys_differ() -> None:
+    kill = f.control(ControlAction.KILL_SWITCH_ON, target="*")
+    limit = f.control(
+        ControlAction.SET_LIMIT, target="*", args={"name": "max_order_qty", "value": "1"}
+    )
+    other_limit = f.control(
+        ControlAction.SET_LIMIT, target="*", args={"name": "max_drawdown", "value": "1"}
+    )
+    off = f.control(ControlAction.KILL_SWITCH_OFF, target="*")
+    assert kill.compaction_key == off.compaction_key == "kill_switch:*"
+    assert len({kill.compaction_key, limit.compaction_key, other_limit.compaction_key}) == 3

@@ -82,7 +82,7 @@ def test_kill_switch_when_turned_on_emits_cancel_all_for_execution() -> None:
 
     cancel = emit.event
     assert emit.topic == CONTROL
-    assert emit.record_key() == "paper:cancel_all"  # never compacts away an operator command
+    assert emit.record_key() == "cancel_all:paper"  # never compacts away an operator command
     assert isinstance(cancel, ControlCommand)
     assert (cancel.action, cancel.target, cancel.issued_by) == (
         ControlAction.CANCEL_ALL,

@@ -28,7 +28,7 @@ class BusControlPublisher:
         self._lock = threading.Lock()
 
     def publish(self, command: ControlCommand) -> None:
-        record = encode_emit(Emit(CONTROL, command, key=command.target), ())
+        record = encode_emit(Emit(CONTROL, command, key=command.compaction_key), ())
         with self._lock:  # flush per command: one operator's click must not wait on another's
             self._producer.send(record)
             self._producer.flush(self._timeout)

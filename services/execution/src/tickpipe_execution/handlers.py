@@ -186,10 +186,10 @@ class ExecutionHandler:
         return self._cancel_open(c.target, c.action.value, now_ns)
 
     def _cancel_open(self, target: str, reason: str, now_ns: int) -> list[Emit]:
-        """Request a cancel of every open order on `target` (`*` or a key); report each."""
+        """Cancel every open order on `target` (`*`, an account, or an instrument key)."""
         out: list[Emit] = []
         for order in self.open_orders():
-            if target not in ("*", order.key):
+            if target not in ("*", order.key, order.account):
                 continue
             if order.status is not OrderStatus.PENDING_CANCEL:
                 order.transition(OrderStatus.PENDING_CANCEL)

@@ -281,7 +281,7 @@ class RiskHandler:
         )
         # Not keyed by target: on the compacted topic it must not replace an operator's
         # command for the same target.
-        return Emit(CONTROL, cmd, key=f"{self._account}:cancel_all")
+        return Emit(CONTROL, cmd, key=cmd.compaction_key)
 
     # -- state ----------------------------------------------------------------------------
 

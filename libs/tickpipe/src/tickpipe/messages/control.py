@@ -20,6 +20,20 @@ class ControlAction(StrEnum):
     CANCEL_ALL = "cancel_all"
 
 
+# Commands that supersede each other share a family: on the compacted control.v1 the
+# latest of a family survives, and no family can erase another (a limit change never
+# compacts away a kill switch).
+_FAMILY = {
+    ControlAction.KILL_SWITCH_ON: "kill_switch",
+    ControlAction.KILL_SWITCH_OFF: "kill_switch",
+    ControlAction.PAUSE_SYMBOL: "trading",
+    ControlAction.RESUME_SYMBOL: "trading",
+    ControlAction.SET_LIMIT: "limit",
+    ControlAction.RELOAD_MODEL: "model",
+    ControlAction.CANCEL_ALL: "cancel_all",
+}
+
+
 class ControlCommand(Event):
     event_type: ClassVar[str] = "control"
     type: Literal["control"] = "control"
@@ -28,3 +42,11 @@ class ControlCommand(Event):
     args: dict[str, str] = Field(default_factory=dict)
     issued_by: str = Field(min_length=1)
     reason: str | None = None
+
+    @property
+    def compaction_key(self) -> str:
+        """The Kafka key on `control.v1`: command family, its parameter if any, and target."""
+        family = _FAMILY[self.action]
+        if self.action is ControlAction.SET_LIMIT:
+            family += ":" + ":".join(self.args.get(k, "") for k in ("strategy", "name"))
+        return f"{family}:{self.target}"
