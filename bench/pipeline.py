@@ -35,6 +35,19 @@ from tickpipe.topics import EXECUTIONS, TopicNames
 
 SAMPLE = Path("data/sample/binance-spot-btcusdt-20240808.gz")
 DOWNSTREAM = ["feature", "inference", "risk", "execution"]
+# The replay runs market time ~37x faster than real time (bench/risk.py does the same):
+# rate-based controls (order and fill throttles) and the loss latches would stop trading
+# within seconds and leave nothing to time. Every other control stays on.
+REPLAY_RISK = {
+    "TICKPIPE_RISK_MAX_ORDERS_PER_SYMBOL": "0",
+    "TICKPIPE_RISK_MAX_ORDERS_GLOBAL": "0",
+    "TICKPIPE_RISK_FILL_THROTTLE_COUNT": "0",
+    "TICKPIPE_RISK_DUPLICATE_WINDOW_S": "0",
+    "TICKPIPE_RISK_MAX_DAILY_LOSS": "none",
+    "TICKPIPE_RISK_MAX_DRAWDOWN": "none",
+    "TICKPIPE_RISK_ACCOUNT_MAX_DAILY_LOSS": "none",
+    "TICKPIPE_RISK_ACCOUNT_MAX_DRAWDOWN": "none",
+}
 
 
 @dataclass
@@ -99,6 +112,7 @@ def run_kafka(
         "TICKPIPE_INGEST_FILE": str(SAMPLE),
         "TICKPIPE_INGEST_LOOPS": str(loops or 1),
         "TICKPIPE_LOG_LEVEL": "WARNING",
+        **REPLAY_RISK,
     }
     if rate:
         env["TICKPIPE_INGEST_RATE"] = f"{rate:.1f}"
