@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     schemas.add_argument("--dir", type=Path, default=SCHEMAS)
     schemas.set_defaults(func=_schemas)
 
+    from tickpipe.control import add_parser as add_control
+
+    add_control(sub)
+
     try:
         from tickpipe.infra.cli import add_parser as add_infra
     except ImportError:  # infra tooling is optional in slim images
