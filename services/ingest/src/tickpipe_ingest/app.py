@@ -117,8 +117,9 @@ def build(ctx: ServiceContext, settings: IngestSettings | None = None) -> Source
 
 
 def _normalizer(ctx: ServiceContext, source: str, live: bool) -> Normalizer:
-    validator = Validator(quality=QualityReporter(source))
-    return Normalizer(ctx.clock, ctx.ids, source, validator, live=live)
+    quality = QualityReporter(source)
+    validator = Validator(quality=quality)
+    return Normalizer(ctx.clock, ctx.ids, source, validator, live=live, quality=quality)
 
 
 def _file(ctx: ServiceContext, settings: IngestSettings, stop: threading.Event) -> Source:
@@ -185,7 +186,7 @@ def _exchange(ctx: ServiceContext, settings: IngestSettings, stop: threading.Eve
     )
     quality = QualityReporter(config.source)
     validator = Validator(quality=quality)
-    normalize = Normalizer(ctx.clock, ctx.ids, config.source, validator, live=True)
+    normalize = Normalizer(ctx.clock, ctx.ids, config.source, validator, live=True, quality=quality)
     return ExchangeSource(config, normalize, ctx.clock, quality, limit=settings.limit, stop=stop)
 
 

@@ -129,14 +129,16 @@ class ExchangeSource:
                 try:
                     item = handoff.get(timeout=0.1)
                 except queue.Empty:
+                    yield from self._normalize.quality_emits()  # a stale feed, while silent
                     continue
                 if item is _END:
+                    yield from self._normalize.quality_emits()
                     return
                 if isinstance(item, BaseException):
                     raise FeedError(f"{self.config.source}: {item}") from item
                 depth.set(handoff.qsize())
                 n += 1
-                yield self._normalize(item)  # type: ignore[arg-type]  # only Items besides the two above
+                yield from self._normalize.emits(item)  # type: ignore[arg-type]  # only Items besides the two above
         finally:
             feed.stop()
             thread.join(timeout=15)

@@ -61,4 +61,4 @@ class GeneratorSource:
                 last_ts = max(last_ts + 1, self._clock.now_ns())
                 item = dataclasses.replace(item, ts_event=last_ts)
             n += 1
-            yield self._normalize(item)
+            yield from self._normalize.emits(item)

@@ -1,4 +1,5 @@
-"""Parsed market data -> validated events, or dead letters with a reason."""
+"""Parsed market data -> validated events, or dead letters with a reason; and the feed's
+data-quality events (`md.quality.v1`) in order with them."""
 
 from __future__ import annotations
 
@@ -9,12 +10,21 @@ from typing import Any
 from tickpipe.clock import Clock
 from tickpipe.ids import EventIds
 from tickpipe.marketdata import ParseError, QuoteData, TradeData
-from tickpipe.messages import DeadLetter, QuoteTick, TradeTick
+from tickpipe.messages import (
+    DataQuality,
+    DeadLetter,
+    FeedStatus,
+    QualityIssue,
+    QuoteTick,
+    TradeTick,
+)
 from tickpipe.service import Emit
 from tickpipe.telemetry import metrics as platform_metrics
-from tickpipe.topics import DLQ, QUOTES, TRADES
+from tickpipe.topics import DLQ, QUALITY, QUOTES, TRADES
 from tickpipe_ingest import metrics
+from tickpipe_ingest.domain.quality import DataQualityEvent, Gap
 from tickpipe_ingest.domain.validation import Validator
+from tickpipe_ingest.quality import QualityReporter, StreamKey, stream_key
 
 SERVICE = "ingest"
 log = logging.getLogger(__name__)
@@ -28,16 +38,30 @@ class Normalizer:
 
     `live` sources (exchanges, the generator) also record the source lag, now minus the
     exchange time; for a file replayed at full speed that would only measure the file's age.
+
+    Sources call `emits` per record: with a `QualityReporter` (`quality`, by default the
+    validator's if it is one) the record comes with the data-quality events it brings about.
     """
 
     def __init__(
-        self, clock: Clock, ids: EventIds, source: str, validator: Validator, *, live: bool = False
+        self,
+        clock: Clock,
+        ids: EventIds,
+        source: str,
+        validator: Validator,
+        *,
+        live: bool = False,
+        quality: QualityReporter | None = None,
     ) -> None:
         self._clock = clock
         self._ids = ids
         self.source = source
         self.validator = validator
         self._live = live
+        if quality is None and isinstance(validator.quality, QualityReporter):
+            quality = validator.quality
+        self.quality = quality
+        self._degraded_ids: dict[StreamKey, str] = {}  # the open episode's degraded event
         self.counts = {"trades": 0, "quotes": 0, "dead_letters": 0}
         self.rejects: dict[str, int] = {}
         self._children: dict[tuple[str, str], Any] = {}  # `.labels()` per record is costly
@@ -72,6 +96,75 @@ class Normalizer:
             payload_b64=base64.b64encode(raw).decode(),
         )
         return Emit(DLQ, letter, key=self.source)
+
+    def emits(self, item: TradeData | QuoteData | ParseError) -> list[Emit]:
+        """The record's event in order with the data-quality events: `degraded` ones reported
+        so far (a gap the record reveals, a stale stream) before it, and `healthy` after it
+        when it is the first record of a degraded stream."""
+        return self._with_quality(self(item))
+
+    def quality_emits(self) -> list[Emit]:
+        """`degraded` events reported while no record came (a silent, stale feed)."""
+        return self._with_quality(None)
+
+    def _with_quality(self, emit: Emit | None) -> list[Emit]:
+        if self.quality is None:
+            return [] if emit is None else [emit]
+        published = _stream_of(emit)
+        reports, healed = self.quality.take(published)
+        out = [self._degraded(report) for report in reports]
+        if emit is not None:
+            out.append(emit)
+        if healed and published is not None:
+            out.append(self._healthy(published))
+        return out
+
+    def _degraded(self, report: DataQualityEvent) -> Emit:
+        now = self._clock.now_ns()
+        key = stream_key(report)
+        if isinstance(report, Gap):
+            detail = f"{report.field} {report.expected}..{report.received - 1} missing"
+            fields: dict[str, Any] = {
+                "issue": QualityIssue.GAP,
+                "expected": report.expected,
+                "received": report.received,
+                "detail": f"{detail} ({report.missing})",
+            }
+        else:
+            fields = {
+                "issue": QualityIssue.STALE,
+                "silent_ns": report.silent_ns,
+                "detail": f"no {report.stream} for {report.silent_ns / 1e9:.1f} s",
+            }
+        event = DataQuality(
+            event_id=self._ids.new(),
+            ts_event=now,
+            ts_init=now,
+            exchange=report.exchange,
+            symbol=report.symbol,
+            source=self.source,
+            stream=report.stream,
+            status=FeedStatus.DEGRADED,
+            **fields,
+        )
+        self._degraded_ids[key] = event.event_id
+        return Emit(QUALITY, event)
+
+    def _healthy(self, key: StreamKey) -> Emit:
+        now = self._clock.now_ns()
+        exchange, symbol, stream = key
+        event = DataQuality(
+            event_id=self._ids.new(),
+            ts_event=now,
+            ts_init=now,
+            causation_id=self._degraded_ids.pop(key, None),
+            exchange=exchange,
+            symbol=symbol,
+            source=self.source,
+            stream=stream,
+            status=FeedStatus.HEALTHY,
+        )
+        return Emit(QUALITY, event)
 
     def __call__(self, item: TradeData | QuoteData | ParseError) -> Emit:
         if isinstance(item, ParseError):
@@ -120,3 +213,15 @@ class Normalizer:
                 ask_size=item.ask_size,
             ),
         )
+
+
+def _stream_of(emit: Emit | None) -> StreamKey | None:
+    """(exchange, symbol, stream) of a published trade or quote; None for a dead letter."""
+    if emit is None:
+        return None
+    event = emit.event
+    if isinstance(event, TradeTick):
+        return (event.exchange, event.symbol, "trades")
+    if isinstance(event, QuoteTick):
+        return (event.exchange, event.symbol, "quotes")
+    return None

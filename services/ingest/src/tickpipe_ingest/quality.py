@@ -1,19 +1,34 @@
-"""The DataQuality adapter: a structured log line and a metric per event, then a hook.
+"""The DataQuality adapter: a structured log line and a metric per event, a hook, and the
+feed-health state that ingest publishes on `md.quality.v1`.
 
-`on_event` is where a publisher plugs in once a data-quality event model exists (the risk
-issue): it receives every event after it is logged and counted.
+Every report also marks its stream (exchange, symbol, trades|quotes) degraded and queues it
+for publishing; the normalizer drains the queue around each record (`take`), so the
+`degraded` event goes out in order with the market data, and the stream's next published
+record ends the episode with a `healthy` event. A gap is reported while validating the record
+that continues the sequence, so that very record heals it; a stale stream heals with its
+first record after the report. Reports may come from another thread (the exchange feed's
+staleness watchdog): the queue is guarded by a lock.
+
+`on_event` receives every event after it is logged and counted.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from collections.abc import Callable
 
 from tickpipe_ingest import metrics
 from tickpipe_ingest.domain.quality import DataQualityEvent, Gap, Stale
 
 log = logging.getLogger("tickpipe_ingest.quality")
+
+StreamKey = tuple[str, str, str]  # exchange, symbol, stream
+
+
+def stream_key(event: DataQualityEvent) -> StreamKey:
+    return (event.exchange, event.symbol, event.stream)
 
 
 class QualityReporter:
@@ -23,6 +38,9 @@ class QualityReporter:
         self.source = source
         self.on_event = on_event
         self.counts = {"gaps": 0, "missing": 0, "stale": 0}
+        self._lock = threading.Lock()
+        self._pending: list[DataQualityEvent] = []  # reported, not yet published
+        self._degraded: set[StreamKey] = set()  # published degraded, awaiting a record
 
     def report(self, event: DataQualityEvent) -> None:
         fields = dataclasses.asdict(event)
@@ -42,5 +60,22 @@ class QualityReporter:
                 "data quality: stale",
                 extra={"quality": "stale", "source": self.source, **fields},
             )
+        with self._lock:
+            self._pending.append(event)
+            self._degraded.add(stream_key(event))
         if self.on_event is not None:
             self.on_event(event)
+
+    def take(self, published: StreamKey | None = None) -> tuple[list[DataQualityEvent], bool]:
+        """The reports not yet published (to publish as `degraded`, before the record), and
+        whether `published`, the stream of the record being published, is healthy again
+        (its `healthy` event follows the record). One lock: a report arriving meanwhile is
+        either in this batch (degraded before the record, healthy after it) or the next."""
+        if not self._pending and not self._degraded:  # the common case, without the lock
+            return [], False
+        with self._lock:
+            pending, self._pending = self._pending, []
+            healed = published is not None and published in self._degraded
+            if published is not None and healed:
+                self._degraded.discard(published)
+        return pending, healed

@@ -100,7 +100,7 @@ class FileReplaySource:
             elif self._speed > 0 and ts is not None:
                 first_ts = ts if first_ts is None else first_ts
                 self._wait_until(started + (ts - first_ts) / 1e9 / self._speed)
-            yield self._normalize(item)
+            yield from self._normalize.emits(item)
 
     def _wait_until(self, deadline: float) -> None:
         delay = deadline - time.monotonic()

@@ -2,8 +2,9 @@
 
 A gap (trade ids or sequence numbers skipped) or a stale feed (silent for too long) does not
 reject any input, so it is not a dead letter. Sources and the validator report these through
-the `DataQuality` port; the adapter logs and counts them today, and risk will publish them
-(see the proposed `DataQualityEvent` in the ingest notes).
+the `DataQuality` port; the adapter (`tickpipe_ingest.quality`) logs and counts them, and the
+sources publish them on `md.quality.v1` as `degraded` then `healthy` `DataQuality` events,
+which risk turns into a halt of the instrument.
 """
 
 from __future__ import annotations
