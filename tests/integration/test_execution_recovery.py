@@ -13,13 +13,14 @@ import orjson
 import pytest
 import redis
 
+from tests.integration.recovery import collect, service_env, wait_consumed, wait_snapshot
 from tickpipe.bus.admin import create_topics
 from tickpipe.bus.kafka import KafkaBus
 from tickpipe.clock import SimClock
 from tickpipe.ids import EventIds
 from tickpipe.messages import Event, OrderRequest, OrderType, QuoteTick, TradeTick
 from tickpipe.processes import ServiceProcesses
-from tickpipe.runner import EVENT_TYPE, encode_emit
+from tickpipe.runner import encode_emit
 from tickpipe.service import Emit
 from tickpipe.topics import EXECUTIONS, ORDERS, QUOTES, TRADES, TopicNames
 from tickpipe_execution.domain.paper import PaperConfig, PaperExchange
@@ -109,32 +110,6 @@ def _expected(events: list[Event]) -> list[Row]:
     return out
 
 
-def _executions(bootstrap: str, names: TopicNames, want: int, timeout_s: float) -> list[Row]:
-    link = KafkaBus(bootstrap, names).link(
-        group=f"{uuid.uuid4().hex}.check", topics=[EXECUTIONS], client_id="check"
-    )
-    got: list[Row] = []
-    deadline = time.monotonic() + timeout_s
-    quiet = 0
-    try:
-        while time.monotonic() < deadline and (len(got) < want or quiet < 4):
-            records = link.poll(500, 0.5)
-            quiet = 0 if records else quiet + 1
-            for r in records:
-                assert r.header(EVENT_TYPE) == b"execution"
-                got.append(_row(orjson.loads(r.value)))
-    finally:
-        link.close()
-    return got
-
-
-def _consumed(metrics_text: str, topic: str) -> float:
-    prefix = f'tickpipe_messages_in_total{{service="execution",topic="{topic}"}} '
-    return sum(
-        float(line[len(prefix) :]) for line in metrics_text.splitlines() if line.startswith(prefix)
-    )
-
-
 def test_execution_when_killed_while_fills_arrive_then_ledger_equals_uninterrupted_run(
     kafka_bootstrap: str, redis_url: str, tmp_path: Path
 ) -> None:
@@ -147,15 +122,9 @@ def test_execution_when_killed_while_fills_arrive_then_ledger_equals_uninterrupt
     assert len(fills) > 60 and any(r[1] == "partially_filled" for r in fills)
 
     producer = KafkaBus(kafka_bootstrap, names).producer("test")
-    env = {
-        "TICKPIPE_BUS": "kafka",
-        "TICKPIPE_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "TICKPIPE_REDIS_URL": redis_url,
-        "TICKPIPE_TOPIC_NAMESPACE": namespace,
-    }
+    env = service_env(kafka_bootstrap, redis_url, namespace)
     procs = ServiceProcesses(env, tmp_path / "logs", base_port=None)
     cache = redis.Redis.from_url(redis_url)
-    snapshot_key = f"{namespace}:snapshot:{namespace}.execution"
     try:
         procs.start("execution")
         procs.wait_ready(["execution"])
@@ -164,19 +133,13 @@ def test_execution_when_killed_while_fills_arrive_then_ledger_equals_uninterrupt
             for e in batch:
                 producer.send(encode_emit(Emit(topic, e), ()))
             producer.flush()
-            deadline = time.monotonic() + 30
-            while _consumed(procs.metrics("execution"), topic) < len(batch):
-                assert time.monotonic() < deadline, procs.log("execution")[-2000:]
-                time.sleep(0.05)
+            wait_consumed(procs, "execution", topic, len(batch))
         half = TRADES_TOTAL // 2
         for t in trades[:half]:
             producer.send(encode_emit(Emit(TRADES, t), ()))
             producer.flush()
             time.sleep(0.005)
-        deadline = time.monotonic() + 30
-        while cache.get(snapshot_key) is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert cache.get(snapshot_key) is not None, procs.log("execution")[-2000:]
+        wait_snapshot(procs, cache, namespace, "execution")
         for t in trades[half : half + 60]:  # fills keep arriving while it dies
             producer.send(encode_emit(Emit(TRADES, t), ()))
             producer.flush()
@@ -187,7 +150,7 @@ def test_execution_when_killed_while_fills_arrive_then_ledger_equals_uninterrupt
             producer.send(encode_emit(Emit(TRADES, t), ()))
         producer.flush()
         procs.start("execution")
-        got = _executions(kafka_bootstrap, names, len(expected), timeout_s=90)
+        got = collect(kafka_bootstrap, names, EXECUTIONS, b"execution", _row, len(expected))
         restarted_log = procs.log("execution")
     finally:
         procs.stop()

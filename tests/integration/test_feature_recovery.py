@@ -10,19 +10,20 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 import redis
 
+from tests.integration.recovery import collect, service_env, wait_consumed, wait_snapshot
 from tickpipe.bus.admin import create_topics
 from tickpipe.bus.kafka import KafkaBus
+from tickpipe.bus.memory import MemoryBus
 from tickpipe.cache.memory import MemoryCache
 from tickpipe.clock import LiveClock
 from tickpipe.ids import EventIds
 from tickpipe.marketdata import QuoteData, TradeData, read_binance_capture
 from tickpipe.messages import FeatureVector, QuoteTick, TradeTick
 from tickpipe.processes import ServiceProcesses
-from tickpipe.runner import EVENT_TYPE, encode_emit
+from tickpipe.runner import encode_emit
 from tickpipe.service import Emit, Rejected, ServiceContext
 from tickpipe.settings import PlatformSettings
 from tickpipe.topics import FEATURES, QUOTES, TRADES, TopicNames
@@ -90,9 +91,9 @@ def _expected(quotes: list[QuoteTick], trades: list[TradeTick]) -> list[Vector]:
     handler = build_feature(
         ServiceContext(
             PlatformSettings(),
-            None,
+            MemoryBus(),
             MemoryCache(),
-            clock,  # type: ignore[arg-type]
+            clock,
             EventIds(clock),
         )
     )
@@ -113,32 +114,6 @@ def _expected(quotes: list[QuoteTick], trades: list[TradeTick]) -> list[Vector]:
 
 def _vector(o: dict[str, Any]) -> Vector:
     return (o["bar_start"], o["close"], o["values"])
-
-
-def _features(bootstrap: str, names: TopicNames, want: int, timeout_s: float) -> list[Vector]:
-    link = KafkaBus(bootstrap, names).link(
-        group=f"{uuid.uuid4().hex}.check", topics=[FEATURES], client_id="check"
-    )
-    got: list[Vector] = []
-    deadline = time.monotonic() + timeout_s
-    quiet = 0
-    try:
-        while time.monotonic() < deadline and (len(got) < want or quiet < 4):
-            records = link.poll(500, 0.5)
-            quiet = 0 if records else quiet + 1
-            for r in records:
-                assert r.header(EVENT_TYPE) == b"features"
-                got.append(_vector(orjson.loads(r.value)))
-    finally:
-        link.close()
-    return got
-
-
-def _consumed(metrics_text: str, topic: str) -> float:
-    prefix = f'tickpipe_messages_in_total{{service="feature",topic="{topic}"}} '
-    return sum(
-        float(line[len(prefix) :]) for line in metrics_text.splitlines() if line.startswith(prefix)
-    )
 
 
 def _stream(producer: Any, trades: list[TradeTick], pause_s: float) -> None:
@@ -165,29 +140,16 @@ def test_feature_when_killed_mid_stream_then_vectors_are_exactly_those_of_an_uni
     for q in quotes:
         producer.send(encode_emit(Emit(QUOTES, q), ()))
     producer.flush()
-    env = {
-        "TICKPIPE_BUS": "kafka",
-        "TICKPIPE_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "TICKPIPE_REDIS_URL": redis_url,
-        "TICKPIPE_TOPIC_NAMESPACE": namespace,
-    }
+    env = service_env(kafka_bootstrap, redis_url, namespace)
     procs = ServiceProcesses(env, tmp_path / "logs", base_port=None)
     cache = redis.Redis.from_url(redis_url)
-    snapshot_key = f"{namespace}:snapshot:{namespace}.feature"
     try:
         procs.start("feature")
         procs.wait_ready(["feature"])
-        # Topics are not ordered against each other: let the quotes land before any trade.
-        deadline = time.monotonic() + 30
-        while _consumed(procs.metrics("feature"), QUOTES) < len(quotes):
-            assert time.monotonic() < deadline, procs.log("feature")[-2000:]
-            time.sleep(0.1)
+        wait_consumed(procs, "feature", QUOTES, len(quotes))  # quotes land before any trade
         half = TRADES_TOTAL // 2
         _stream(producer, trades[:half], pause_s=0.02)
-        deadline = time.monotonic() + 30
-        while cache.get(snapshot_key) is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert cache.get(snapshot_key) is not None, procs.log("feature")[-2000:]
+        wait_snapshot(procs, cache, namespace, "feature")
         # Keep the stream moving while it dies.
         _stream(producer, trades[half : half + 800], pause_s=0.02)
         procs.procs["feature"].kill()  # SIGKILL: no flush, no final commit, no goodbye
@@ -196,7 +158,7 @@ def test_feature_when_killed_mid_stream_then_vectors_are_exactly_those_of_an_uni
             producer.send(encode_emit(Emit(TRADES, t), ()))
         producer.flush()
         procs.start("feature")
-        got = _features(kafka_bootstrap, names, len(expected), timeout_s=90)
+        got = collect(kafka_bootstrap, names, FEATURES, b"features", _vector, len(expected))
         restarted_log = procs.log("feature")  # the restarted process's log
     finally:
         procs.stop()

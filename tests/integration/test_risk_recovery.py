@@ -7,19 +7,21 @@ import random
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
-import orjson
 import pytest
 import redis
 
+from tests.integration.recovery import collect, service_env, wait_consumed, wait_snapshot
 from tickpipe.bus.admin import create_topics
 from tickpipe.bus.kafka import KafkaBus
+from tickpipe.bus.memory import MemoryBus
 from tickpipe.cache.memory import MemoryCache
 from tickpipe.clock import LiveClock
 from tickpipe.ids import EventIds
 from tickpipe.messages import Event, OrderRequest, QuoteTick, Signal
 from tickpipe.processes import ServiceProcesses
-from tickpipe.runner import EVENT_TYPE, encode_emit
+from tickpipe.runner import encode_emit
 from tickpipe.service import Emit, ServiceContext
 from tickpipe.settings import PlatformSettings
 from tickpipe.topics import ORDERS, QUOTES, SIGNALS, TopicNames
@@ -89,9 +91,9 @@ def _expected(
     handler = build_risk(
         ServiceContext(
             PlatformSettings(),
-            None,
+            MemoryBus(),
             MemoryCache(),
-            clock,  # type: ignore[arg-type]
+            clock,
             EventIds(clock),
         )
     )
@@ -105,33 +107,8 @@ def _expected(
     ]
 
 
-def _orders(
-    bootstrap: str, names: TopicNames, want: int, timeout_s: float
-) -> list[tuple[str, str, str]]:
-    link = KafkaBus(bootstrap, names).link(
-        group=f"{uuid.uuid4().hex}.check", topics=[ORDERS], client_id="check"
-    )
-    got: list[tuple[str, str, str]] = []
-    deadline = time.monotonic() + timeout_s
-    quiet = 0
-    try:
-        while time.monotonic() < deadline and (len(got) < want or quiet < 4):
-            records = link.poll(500, 0.5)
-            quiet = 0 if records else quiet + 1
-            for r in records:
-                assert r.header(EVENT_TYPE) == b"order"
-                o = orjson.loads(r.value)
-                got.append((o["client_order_id"], o["side"], o["quantity"]))
-    finally:
-        link.close()
-    return got
-
-
-def _consumed(metrics_text: str, topic: str) -> float:
-    prefix = f'tickpipe_messages_in_total{{service="risk",topic="{topic}"}} '
-    return sum(
-        float(line[len(prefix) :]) for line in metrics_text.splitlines() if line.startswith(prefix)
-    )
+def _order_row(o: dict[str, Any]) -> tuple[str, str, str]:
+    return (o["client_order_id"], o["side"], o["quantity"])
 
 
 def test_risk_when_killed_mid_stream_then_orders_are_exactly_those_of_an_uninterrupted_run(
@@ -148,33 +125,19 @@ def test_risk_when_killed_mid_stream_then_orders_are_exactly_those_of_an_uninter
     for q in quotes:
         producer.send(encode_emit(Emit(QUOTES, q), ()))
     producer.flush()
-    env = {
-        "TICKPIPE_BUS": "kafka",
-        "TICKPIPE_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "TICKPIPE_REDIS_URL": redis_url,
-        "TICKPIPE_TOPIC_NAMESPACE": namespace,
-        **ENV,
-    }
+    env = service_env(kafka_bootstrap, redis_url, namespace, **ENV)
     procs = ServiceProcesses(env, tmp_path / "logs", base_port=None)
     cache = redis.Redis.from_url(redis_url)
-    snapshot_key = f"{namespace}:snapshot:{namespace}.risk"
     try:
         procs.start("risk")
         procs.wait_ready(["risk"])
-        # Topics are not ordered against each other: let the quotes land before any signal.
-        deadline = time.monotonic() + 30
-        while _consumed(procs.metrics("risk"), QUOTES) < len(quotes):
-            assert time.monotonic() < deadline, procs.log("risk")[-2000:]
-            time.sleep(0.1)
+        wait_consumed(procs, "risk", QUOTES, len(quotes))  # quotes land before any signal
         half = SIGNALS_TOTAL // 2
         for s in signals[:half]:
             producer.send(encode_emit(Emit(SIGNALS, s), ()))
             producer.flush()
             time.sleep(0.02)
-        deadline = time.monotonic() + 30
-        while cache.get(snapshot_key) is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert cache.get(snapshot_key) is not None, procs.log("risk")[-2000:]
+        wait_snapshot(procs, cache, namespace, "risk")
         for s in signals[half : half + 40]:  # keep the stream moving while it dies
             producer.send(encode_emit(Emit(SIGNALS, s), ()))
             producer.flush()
@@ -185,7 +148,7 @@ def test_risk_when_killed_mid_stream_then_orders_are_exactly_those_of_an_uninter
             producer.send(encode_emit(Emit(SIGNALS, s), ()))
         producer.flush()
         procs.start("risk")
-        got = _orders(kafka_bootstrap, names, len(expected), timeout_s=90)
+        got = collect(kafka_bootstrap, names, ORDERS, b"order", _order_row, len(expected))
         restarted_log = procs.log("risk")  # the restarted process's log
     finally:
         procs.stop()
