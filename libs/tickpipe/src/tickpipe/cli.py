@@ -82,7 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     schemas.add_argument("--dir", type=Path, default=SCHEMAS)
     schemas.set_defaults(func=_schemas)
 
+    from tickpipe.backtest.cli import add_parser as add_backtest
     from tickpipe.control import add_parser as add_control
+
+    add_backtest(sub)
 
     add_control(sub)
 

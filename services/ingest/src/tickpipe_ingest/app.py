@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any, Literal
@@ -45,6 +46,8 @@ class IngestSettings(BaseSettings):
     rate: float | None = Field(default=None, gt=0, description="Records per second.")
     loops: int = Field(default=1, ge=1)
     limit: int | None = Field(default=None, ge=1, description="Stop after this many records.")
+    start: datetime | None = Field(default=None, description="File replay from this time (UTC).")
+    end: datetime | None = Field(default=None, description="File replay up to this time.")
     exchange: str | None = Field(
         default=None,
         description="ccxt id (exchange source), name of the feed (generator), or the exchange "
@@ -139,10 +142,19 @@ def _file(ctx: ServiceContext, settings: IngestSettings, stop: threading.Event) 
             rate=settings.rate,
             loops=settings.loops,
             limit=settings.limit,
+            start_ns=_ns(settings.start),
+            end_ns=_ns(settings.end),
             stop=stop,
         )
     except ValueError as exc:
         raise SystemExit(f"ingest: cannot read {name}: {exc}") from exc
+
+
+def _ns(t: datetime | None) -> int | None:
+    if t is None:
+        return None
+    t = t if t.tzinfo else t.replace(tzinfo=UTC)  # naive times are UTC, as in the data
+    return (t - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 1_000
 
 
 def _generator(ctx: ServiceContext, settings: IngestSettings, stop: threading.Event) -> Source:

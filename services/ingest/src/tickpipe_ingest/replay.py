@@ -26,6 +26,8 @@ class FileReplaySource:
 
     Pacing: `rate` records/s if set, else `speed` × real time (0 = as fast as possible).
     Under a SimClock, the clock follows the data's exchange time instead of sleeping.
+    `start_ns`/`end_ns` keep records whose exchange time is in [start, end) (after the loop
+    shift), for a backtest of part of a file.
     A format or layout that cannot be read fails here, at construction.
     """
 
@@ -42,6 +44,8 @@ class FileReplaySource:
         rate: float | None = None,
         loops: int = 1,
         limit: int | None = None,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
         stop: threading.Event | None = None,
     ) -> None:
@@ -56,6 +60,8 @@ class FileReplaySource:
         self._rate = rate
         self._loops = loops
         self._limit = limit
+        self._start = start_ns
+        self._end = end_ns
         self._sleep = sleep
         self._stop = stop
         self._opened: list[Iterator[Item]] | None = self._open()
@@ -79,9 +85,15 @@ class FileReplaySource:
         span = (max(stamps) - min(stamps) + 1_000_000_000) if stamps else 0
         seqs = [i.sequence for i in items if isinstance(i, QuoteData) and i.sequence is not None]
         seq_span = (max(seqs) - min(seqs) + 1) if seqs else 0
+        start, end = self._start, self._end
         for loop in range(self._loops):
-            for item in items:
-                yield _shifted(item, loop, loop * span, loop * seq_span) if loop else item
+            for original in items:
+                item = _shifted(original, loop, loop * span, loop * seq_span) if loop else original
+                if isinstance(item, ParseError) or (
+                    (start is None or item.ts_event >= start)
+                    and (end is None or item.ts_event < end)
+                ):
+                    yield item  # a bad line is reported wherever it sits
 
     def __iter__(self) -> Iterator[Emit]:
         sim = self._clock if isinstance(self._clock, SimClock) else None

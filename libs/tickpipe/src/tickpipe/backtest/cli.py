@@ -1,0 +1,179 @@
+"""`tickpipe backtest`: one run with a report, or a parameter sweep across cores."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tickpipe.backtest.config import BacktestConfig, ConfigError, load_file, split_key
+
+SAMPLE = Path("data/sample/binance-spot-btcusdt-20240808.gz")
+
+
+def _value(text: str) -> Any:
+    """`--set risk.capital=5e4`: JSON when it parses (numbers, booleans, lists), else text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _assignment(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected service.setting=value")
+    split_key(key)
+    return key, value
+
+
+def _time(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        msg = f"{text!r}: expected an ISO time, e.g. 2024-08-08T23:55"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "backtest",
+        help="the five services over historical data, in one process, with a report",
+        description="Runs the services' handlers on the in-memory bus with a simulated clock. "
+        "With --sweep (or a [sweep] table in --config) runs a grid of settings in parallel.",
+    )
+    p.add_argument("--data", type=Path, nargs="+", default=[SAMPLE], help="market data file(s)")
+    p.add_argument("--from", dest="start", type=_time, help="start time (UTC), inclusive")
+    p.add_argument("--to", dest="end", type=_time, help="end time (UTC), exclusive")
+    p.add_argument("--model", help="model VERSION or NAME/VERSION in the registry, or a folder")
+    p.add_argument("--config", type=Path, help="TOML: [risk], [inference]... tables; [sweep]")
+    p.add_argument(
+        "--set", type=_assignment, action="append", default=[], help="service.setting=value"
+    )
+    p.add_argument(
+        "--sweep",
+        type=_assignment,
+        action="append",
+        default=[],
+        help="service.setting=v1,v2,... (repeat for a grid)",
+    )
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="sweep processes")
+    p.add_argument("--seed", type=int, default=0, help="seed of the event ids")
+    p.add_argument("--json", dest="json_out", type=Path, help="write the report as JSON here")
+    p.add_argument("--html", type=Path, help="write report.html and PNG plots into this folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        settings, axes = load_file(args.config) if args.config else ({}, {})
+        config = BacktestConfig(
+            data=tuple(args.data),
+            start=args.start,
+            end=args.end,
+            model=args.model,
+            settings=settings,
+            seed=args.seed,
+        ).with_settings({k: _value(v) for k, v in args.set})
+        for key, values in args.sweep:
+            axes[key] = [_value(v) for v in values.split(",")]
+        missing = [str(p) for p in config.data if not p.exists()]
+        if missing:
+            raise ConfigError(f"no such data file: {', '.join(missing)}")
+        if axes:
+            return _sweep(config, axes, args)
+        return _single(config, args)
+    except ConfigError as exc:
+        print(f"tickpipe backtest: {exc}", file=sys.stderr)
+        return 2
+
+
+def _single(config: BacktestConfig, args: argparse.Namespace) -> int:
+    from tickpipe.backtest.engine import run_backtest
+    from tickpipe.backtest.render import print_report, write_html
+    from tickpipe.backtest.report import build_report, write_json
+
+    err = Console(stderr=True)
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed:,} records"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=args.quiet,
+    ) as progress:
+        task = progress.add_task("backtest", total=None)
+        result = run_backtest(config, on_progress=lambda n: progress.advance(task, n))
+    report = build_report(result.fills, result.marks, result.capital)
+    console = Console()
+    rate = result.trades / result.elapsed_s if result.elapsed_s else 0.0
+    console.print(
+        f"{result.events:,} market records ({result.trades:,} trades) in {result.elapsed_s:.1f} s"
+        f" ({rate:,.0f} trades/s): {result.summary.counts.get('signals', 0):,} signals, "
+        f"{len(result.orders):,} orders, {len(result.fills):,} fills"
+    )
+    print_report(report, console)
+    if args.json_out:
+        write_json(report, args.json_out)
+        err.print(f"report: {args.json_out}")
+    if args.html:
+        err.print(f"report: {write_html(report, args.html)}")
+    return 0
+
+
+def _sweep(config: BacktestConfig, axes: dict[str, list[Any]], args: argparse.Namespace) -> int:
+    from tickpipe.backtest.sweep import grid, run_sweep
+
+    err = Console(stderr=True)
+    n = len(grid(axes))
+    workers = max(1, min(args.workers, n))
+    err.print(f"sweep: {n} points on {workers} worker(s)")
+    points = run_sweep(
+        config, axes, workers, on_done=lambda p: err.print(f"  done {p.params}", highlight=False)
+    )
+    columns = (
+        "final_equity",
+        "total_return",
+        "excess_return",
+        "sharpe",
+        "sortino",
+        "max_drawdown",
+        "turnover",
+        "total_fees",
+        "hit_rate",
+    )
+    table = Table(title=f"sweep over {', '.join(sorted(axes))}")
+    for name in sorted(axes):
+        table.add_column(name)
+    for c in ("orders", "fills", *columns):
+        table.add_column(c, justify="right")
+    for p in points:
+        values = [_cell(p.metrics.get(c)) for c in columns]
+        table.add_row(
+            *(str(p.params[k]) for k in sorted(axes)), str(p.orders), str(p.fills), *values
+        )
+    Console().print(table)
+    if args.json_out:
+        rows = [
+            {"params": p.params, "orders": p.orders, "fills": p.fills, **p.metrics} for p in points
+        ]
+        args.json_out.write_text(json.dumps(rows, indent=2, sort_keys=True) + "\n")
+        err.print(f"sweep results: {args.json_out}")
+    return 0
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4f}"
+    if isinstance(value, dict):  # e.g. max drawdown {fraction, amount, ...}
+        return _cell(value.get("fraction", value.get("amount")))
+    return "—" if value is None else str(value)
