@@ -126,6 +126,11 @@ class FeatureEngine(SlotState):
     def on_quote(self, bid: float, ask: float, bid_size: float, ask_size: float) -> None:
         self._bid, self._ask, self._bid_size, self._ask_size = bid, ask, bid_size, ask_size
 
+    @property
+    def touch(self) -> tuple[float, float] | None:
+        """(bid, ask) of the latest quote; None before the first."""
+        return None if math.isnan(self._bid) else (self._bid, self._ask)
+
     def on_bar(self, bar: Bar) -> dict[str, float] | None:
         c = bar.close
         macd = self._macd

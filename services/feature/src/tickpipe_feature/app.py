@@ -36,5 +36,6 @@ SERVICE = ServiceSpec(
     inputs=(TRADES, QUOTES),
     build=build,
     default_http_port=9102,
-    latest_only=(QUOTES,),  # book features use the last quote before the closing trade
+    # No `latest_only` for quotes: book features use the last quote before the closing
+    # trade in ingest's arrival order, which the handler restores by `ingest_seq`.
 )

@@ -1,28 +1,35 @@
 """Trades and quotes -> bars -> feature vectors on `features.v1`.
 
-Quotes update the instrument's latest top of book; trades feed its bar builder, and every
-bar the trade completes (empty ones included) goes through the feature engine, whose vector
-is emitted once warm. A trade too late for its bar is refused (`late_trade`): the runner
-dead-letters it with its bytes, so it is counted and can be looked at, never lost quietly.
+Trades and quotes are first put back in the order ingest received them (`ArrivalOrder`,
+by `ingest_seq`), so the vectors do not depend on how the two topics interleave on this
+consumer: a Kafka deployment and a backtest compute the same features. Then quotes update
+the instrument's latest top of book; trades feed its bar builder, and every bar the trade
+completes (empty ones included) goes through the feature engine, whose vector is emitted
+once warm, with the trade's `ingest_seq` and the touch at that point. A trade too late for
+its bar is refused (`late_trade`): dead-lettered with its bytes, counted, never lost
+quietly.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
+from tickpipe.arrival import ArrivalOrder
 from tickpipe.cache.base import Cache
 from tickpipe.ids import EventIds
-from tickpipe.messages import Event, FeatureVector, QuoteTick, TradeTick
+from tickpipe.messages import DeadLetter, Event, FeatureVector, QuoteTick, TradeTick, decode, encode
 from tickpipe.service import Emit, Rejected
-from tickpipe.topics import FEATURES
+from tickpipe.telemetry.metrics import DEAD_LETTERS
+from tickpipe.topics import DLQ, FEATURES, TRADES
 from tickpipe_feature import snapshot
 from tickpipe_quant.bars import LateTrade, TimeBarBuilder
 from tickpipe_quant.features import FeatureEngine, feature_set_name
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2  # 2: the arrival-order buffer
 
 
 class _Instrument:
@@ -49,6 +56,7 @@ class FeatureHandler:
         self._ttl = cache_ttl_s
         self.feature_set = feature_set_name(bar_interval_ns)
         self._state: dict[str, _Instrument] = {}
+        self.arrival: ArrivalOrder[TradeTick | QuoteTick] = ArrivalOrder()
 
     def _instrument(self, key: str) -> _Instrument:
         state = self._state.get(key)
@@ -62,18 +70,50 @@ class FeatureHandler:
         return 0 if state is None else state.bars.late
 
     def handle(self, event: Event, topic: str, now_ns: int) -> Sequence[Emit]:
-        if isinstance(event, QuoteTick):
-            engine = self._instrument(event.key).engine
-            engine.on_quote(event.bid, event.ask, event.bid_size, event.ask_size)
+        if not isinstance(event, (TradeTick, QuoteTick)):
             return ()
-        if not isinstance(event, TradeTick):
-            return ()
-        state = self._instrument(event.key)
-        try:
-            bars = state.bars.add(event.ts_event, event.price, event.size, event.side == "buy")
-        except LateTrade as exc:
-            raise Rejected("late_trade", str(exc)) from exc
         out: list[Emit] = []
+        for ready in self.arrival.push(event.key, event.ingest_seq, event):
+            if isinstance(ready, QuoteTick):
+                engine = self._instrument(ready.key).engine
+                engine.on_quote(ready.bid, ready.ask, ready.bid_size, ready.ask_size)
+                continue
+            try:
+                out += self._on_trade(ready, now_ns)
+            except LateTrade as exc:
+                if ready is event:
+                    raise Rejected("late_trade", str(exc)) from exc
+                out.append(self._late(ready, str(exc), now_ns))  # held: not the runner's
+        if out:
+            latest = out[-1].event
+            if isinstance(latest, FeatureVector):
+                key = f"features:{latest.key}"
+                self._cache.set(key, orjson.dumps(latest.model_dump()), self._ttl)
+        return out
+
+    def _late(self, trade: TradeTick, detail: str, now_ns: int) -> Emit:
+        """A late trade released from the arrival buffer: dead-lettered here, as the runner
+        would have done had it been the record in hand."""
+        DEAD_LETTERS.labels("feature", TRADES, "late_trade").inc()
+        letter = DeadLetter(
+            event_id=self._ids.new(),
+            ts_event=now_ns,
+            ts_init=now_ns,
+            causation_id=trade.event_id,
+            service="feature",
+            source=TRADES,
+            reason="late_trade",
+            detail=detail,
+            key=trade.key,
+            payload_b64=base64.b64encode(encode(trade)).decode(),
+        )
+        return Emit(DLQ, letter, key=TRADES)
+
+    def _on_trade(self, event: TradeTick, now_ns: int) -> list[Emit]:
+        state = self._instrument(event.key)
+        bars = state.bars.add(event.ts_event, event.price, event.size, event.side == "buy")
+        out: list[Emit] = []
+        touch = state.engine.touch
         for bar in bars:
             values = state.engine.on_bar(bar)
             if values is None:
@@ -89,11 +129,11 @@ class FeatureHandler:
                 bar_start=bar.start,
                 close=bar.close,
                 values=values,
+                market_seq=event.ingest_seq,
+                bid=None if touch is None else touch[0],
+                ask=None if touch is None else touch[1],
             )
             out.append(Emit(FEATURES, vector))
-        if out:
-            latest = out[-1].event
-            self._cache.set(f"features:{event.key}", orjson.dumps(latest.model_dump()), self._ttl)
         return out
 
     # -- Stateful ---------------------------------------------------------------------------
@@ -111,7 +151,8 @@ class FeatureHandler:
             key: {"bars": s.bars.state(), "engine": s.engine.state()}
             for key, s in self._state.items()
         }
-        return snapshot.dumps({**self._config(), "instruments": instruments})
+        arrival = self.arrival.dump(lambda e: [e.event_type, encode(e).decode()])
+        return snapshot.dumps({**self._config(), "instruments": instruments, "arrival": arrival})
 
     def restore(self, data: bytes) -> None:
         """Replace the state with a snapshot taken by a handler configured the same way."""
@@ -125,3 +166,12 @@ class FeatureHandler:
             instrument.bars.load(saved["bars"])
             instrument.engine.load(saved["engine"])
         self._state = restored
+        self.arrival = ArrivalOrder()
+        self.arrival.load(state.get("arrival", {}), _decode_held)
+
+
+def _decode_held(item: list[str]) -> TradeTick | QuoteTick:
+    event = decode(item[1].encode(), item[0])
+    if not isinstance(event, (TradeTick, QuoteTick)):
+        raise ValueError(f"snapshot holds a {type(event).__name__}, not market data")
+    return event

@@ -61,6 +61,7 @@ class Normalizer:
         if quality is None and isinstance(validator.quality, QualityReporter):
             quality = validator.quality
         self.quality = quality
+        self._seq: dict[str, int] = {}
         self._degraded_ids: dict[StreamKey, str] = {}  # the open episode's degraded event
         self.counts = {"trades": 0, "quotes": 0, "dead_letters": 0}
         self.rejects: dict[str, int] = {}
@@ -190,6 +191,7 @@ class Normalizer:
                     price=item.price,
                     size=item.size,
                     side="buy" if item.side == "buy" else "sell",
+                    ingest_seq=self._arrival(item.exchange, item.symbol),
                 ),
             )
         reason = self.validator.quote(item, now)
@@ -211,8 +213,17 @@ class Normalizer:
                 bid_size=item.bid_size,
                 ask=item.ask,
                 ask_size=item.ask_size,
+                ingest_seq=self._arrival(item.exchange, item.symbol),
             ),
         )
+
+    def _arrival(self, exchange: str, symbol: str) -> int:
+        """The instrument's next arrival number, shared by its trades and quotes (valid
+        records only, so consumers see no gaps): see `tickpipe.arrival`."""
+        key = f"{exchange}:{symbol}"
+        n = self._seq.get(key, 0)
+        self._seq[key] = n + 1
+        return n
 
 
 def _stream_of(emit: Emit | None) -> StreamKey | None:

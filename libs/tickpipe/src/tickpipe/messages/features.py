@@ -18,3 +18,15 @@ class FeatureVector(Instrument):
     bar_start: int = Field(ge=0, description="Bar open time, ns UTC (inclusive).")
     close: float
     values: dict[str, float] = Field(description="Feature name -> value, in feature-set order.")
+    market_seq: int | None = Field(
+        default=None,
+        ge=0,
+        description="`ingest_seq` of the trade that closed the bar: the point in the market "
+        "stream this was decided at (replays and the paper exchange align on it).",
+    )
+    bid: float | None = Field(
+        default=None, gt=0, description="Best bid of the latest quote at `market_seq`."
+    )
+    ask: float | None = Field(
+        default=None, gt=0, description="Best ask of the latest quote at `market_seq`."
+    )

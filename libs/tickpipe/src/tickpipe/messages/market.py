@@ -32,6 +32,12 @@ class TradeTick(Instrument):
     price: float = Field(gt=0, allow_inf_nan=False)
     size: float = Field(gt=0, allow_inf_nan=False)
     side: Side = Field(description="Aggressor side: `buy` when the buyer took liquidity.")
+    ingest_seq: int | None = Field(
+        default=None,
+        ge=0,
+        description="Ingest's arrival number for this instrument, shared by its trades and "
+        "quotes: a consumer of both topics restores the order they arrived in.",
+    )
 
 
 class QuoteTick(Instrument):
@@ -43,3 +49,9 @@ class QuoteTick(Instrument):
     bid_size: float = Field(ge=0, allow_inf_nan=False)
     ask: float = Field(gt=0, allow_inf_nan=False)
     ask_size: float = Field(ge=0, allow_inf_nan=False)
+    ingest_seq: int | None = Field(
+        default=None,
+        ge=0,
+        description="Ingest's arrival number for this instrument, shared by its trades and "
+        "quotes: a consumer of both topics restores the order they arrived in.",
+    )

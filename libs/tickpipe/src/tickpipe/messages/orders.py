@@ -34,3 +34,9 @@ class OrderRequest(Instrument):
     quantity: Decimal = Field(gt=0)
     limit_price: Decimal | None = Field(default=None, gt=0)
     reference_price: Decimal = Field(gt=0, description="Price risk used for notional checks.")
+    market_seq: int | None = Field(
+        default=None,
+        ge=0,
+        description="The signal's `market_seq`: the point in the market "
+        "stream this was decided at (replays and the paper exchange align on it).",
+    )

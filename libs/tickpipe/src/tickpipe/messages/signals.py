@@ -22,3 +22,15 @@ class Signal(Instrument):
     volatility: float | None = Field(
         default=None, description="Realized volatility per bar from the features, if known."
     )
+    market_seq: int | None = Field(
+        default=None,
+        ge=0,
+        description="The feature vector's `market_seq`: the point in the market "
+        "stream this was decided at (replays and the paper exchange align on it).",
+    )
+    bid: float | None = Field(
+        default=None, gt=0, description="Best bid of the latest quote at `market_seq`."
+    )
+    ask: float | None = Field(
+        default=None, gt=0, description="Best ask of the latest quote at `market_seq`."
+    )
