@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import orjson
 import pytest
-from onnx import helper
+from onnx import numpy_helper
 
 from tests.unit import factories as f
 from tickpipe.cache.memory import MemoryCache
@@ -33,20 +33,13 @@ def model() -> OnnxModel:
 
 
 def _reference_p_up(values: dict[str, float]) -> float:
-    """P(up) computed by hand from the ONNX graph's Scaler and LinearClassifier weights."""
+    """P(up) computed by hand from the ONNX graph's standardization and logistic weights."""
     graph = onnx.load(str(f.MODEL_DIR / "model.onnx")).graph
-    attrs = {
-        node.op_type: {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        for node in graph.node
-    }
-    offset, scale = attrs["Scaler"]["offset"], attrs["Scaler"]["scale"]
-    coefficients = attrs["LinearClassifier"]["coefficients"]
-    intercepts = attrs["LinearClassifier"]["intercepts"]
-    assert attrs["LinearClassifier"]["post_transform"] == b"LOGISTIC"
-    n = len(FEATURE_NAMES)
-    x = [np.float32(values[name]) for name in FEATURE_NAMES]
-    scaled = [(float(xi) - o) * s for xi, o, s in zip(x, offset, scale, strict=True)]
-    z = sum(c * v for c, v in zip(coefficients[n:], scaled, strict=True)) + intercepts[1]
+    weights = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in graph.initializer}
+    assert [n.op_type for n in graph.node][2:5] == ["MatMul", "Add", "Sigmoid"]
+    x = np.array([np.float32(values[name]) for name in FEATURE_NAMES], dtype=np.float64)
+    scaled = (x - weights["mean"]) / weights["scale"]
+    z = float(scaled @ weights["coef"][:, 0] + weights["intercept"][0])
     return 1.0 / (1.0 + math.exp(-z))
 
 

@@ -85,3 +85,24 @@ def test_inference_handler_when_restored_then_serves_the_snapshotted_version(
     restarted = _handler(registry)
     restarted.restore(handler.snapshot())
     assert _version(restarted) == "baseline:v2"
+
+
+def test_inference_reload_when_int8_served_and_version_has_no_int8_file_then_rejected(
+    registry: ModelRegistry,
+) -> None:
+    (registry.root / "baseline" / "v2" / "model.int8.onnx").unlink()
+    int8 = ModelRegistry(registry.root, FEATURE_SET, FEATURE_NAMES, "int8")
+    handler = InferenceHandler(
+        int8.load("baseline", "v1"),
+        EventIds(SimClock(), seed=1),
+        MemoryCache(),
+        "baseline",
+        registry=int8,
+    )
+
+    with pytest.raises(Rejected) as info:
+        handler.handle(_reload("v2"), CONTROL, f.T0)
+
+    assert info.value.reason == "model_reload_failed"
+    assert "model.int8.onnx" in info.value.detail
+    assert _version(handler) == "baseline:v1+int8"

@@ -9,7 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tickpipe.service import ServiceContext, ServiceSpec
 from tickpipe.topics import CONTROL, FEATURES
-from tickpipe_inference.domain.model import ModelError
+from tickpipe_inference.domain.model import ModelError, Variant
 from tickpipe_inference.domain.registry import ModelRegistry
 from tickpipe_inference.handlers import InferenceHandler
 from tickpipe_quant.features import FEATURE_NAMES, FEATURE_SET
@@ -22,6 +22,7 @@ class InferenceSettings(BaseSettings):
 
     model_dir: Path = Path("models/baseline/v1")
     registry: Path = Path("models")
+    variant: Variant = "fp32"  # int8: the dynamically quantized model.int8.onnx
     strategy_id: str = "baseline"
     long_threshold: float = Field(default=0.55, ge=0, le=1)
     short_threshold: float = Field(default=0.45, ge=0, le=1)
@@ -29,7 +30,7 @@ class InferenceSettings(BaseSettings):
 
 def build(ctx: ServiceContext) -> InferenceHandler:
     s = InferenceSettings()
-    registry = ModelRegistry(s.registry, FEATURE_SET, FEATURE_NAMES)
+    registry = ModelRegistry(s.registry, FEATURE_SET, FEATURE_NAMES, s.variant)
     try:
         model = registry.load_dir(s.model_dir)
     except ModelError as exc:

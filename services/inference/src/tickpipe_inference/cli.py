@@ -25,7 +25,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("train", help="train, export to ONNX and register a model")
+    p = sub.add_parser(
+        "train", help="train, export to ONNX (fp32, int8, Triton layout) and register a model"
+    )
     p.add_argument(
         "--data", type=Path, default=Path("data/sample/binance-spot-btcusdt-20240808.gz")
     )

@@ -6,9 +6,14 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import onnxruntime as ort
+
+Variant = Literal["fp32", "int8"]
+# The file each variant of a registered model lives in, beside its card.
+VARIANT_FILES: dict[Variant, str] = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
 
 
 class ModelError(RuntimeError):
@@ -52,7 +57,9 @@ def sha256_file(path: Path) -> str:
 class OnnxModel:
     """Scores rows of features in card order; returns P(up) per row."""
 
-    def __init__(self, model_dir: Path, onnx_file: str = "model.onnx") -> None:
+    def __init__(self, model_dir: Path, variant: Variant = "fp32") -> None:
+        self.variant: Variant = variant
+        onnx_file = VARIANT_FILES[variant]
         card_path = model_dir / "card.json"
         onnx_path = model_dir / onnx_file
         if not card_path.exists() or not onnx_path.exists():
@@ -76,7 +83,9 @@ class OnnxModel:
 
     @property
     def version(self) -> str:
-        return f"{self.card.name}:{self.card.version}"
+        # Signals say which variant scored them: int8 probabilities differ slightly.
+        base = f"{self.card.name}:{self.card.version}"
+        return base if self.variant == "fp32" else f"{base}+{self.variant}"
 
     def check_features(self, feature_set: str, names: tuple[str, ...]) -> None:
         if feature_set != self.card.feature_set:

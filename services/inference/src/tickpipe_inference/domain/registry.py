@@ -9,14 +9,23 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tickpipe_inference.domain.model import ModelError, OnnxModel
+from tickpipe_inference.domain.model import ModelError, OnnxModel, Variant
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 class ModelRegistry:
-    def __init__(self, root: Path, feature_set: str, feature_names: tuple[str, ...]) -> None:
+    """Loads every model in the same variant, so a hot reload keeps fp32 or int8 serving."""
+
+    def __init__(
+        self,
+        root: Path,
+        feature_set: str,
+        feature_names: tuple[str, ...],
+        variant: Variant = "fp32",
+    ) -> None:
         self.root = root
+        self.variant: Variant = variant
         self._feature_set = feature_set
         self._feature_names = feature_names
 
@@ -30,7 +39,7 @@ class ModelRegistry:
         return self.load_dir(self.path(name, version))
 
     def load_dir(self, model_dir: Path) -> OnnxModel:
-        model = OnnxModel(model_dir)
+        model = OnnxModel(model_dir, self.variant)
         model.check_features(self._feature_set, self._feature_names)
         return model
 
