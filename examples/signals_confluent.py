@@ -6,7 +6,8 @@ JSON Schema (schemas/signal.v1.json). Needs only `confluent-kafka` and `jsonsche
 Delivery: at least once. Offsets are committed after a record is handled, so a crash
 replays what was not yet committed; deduplicate on `event_id` if that matters. Order holds
 per `exchange:symbol` (the key, one partition each). Only committed records are read
-(`isolation.level=read_committed`).
+(`isolation.level=read_committed`). Fields unknown to your copy of the schema are accepted:
+signal.v1 only ever gains optional fields.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ TOPIC = "signals.v1"
 def validator(schema_path: Path = SCHEMA) -> Draft202012Validator:
     schema = json.loads(schema_path.read_text())
     Draft202012Validator.check_schema(schema)
+    # v1 only ever gains optional fields: a copy of an older v1 schema must accept them.
+    schema["additionalProperties"] = True
     return Draft202012Validator(schema)
 
 

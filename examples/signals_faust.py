@@ -1,52 +1,83 @@
-"""Subscribe to tickpipe's signals with Faust (faust-streaming) — NOT tested in this repo.
-
-Status (evaluated for tickpipe issue 9; faust-streaming is not a tickpipe dependency):
-
-* faust-streaming 0.15.3 talks to Kafka through aiokafka (its only Kafka client) and
-  requires `aiokafka>=0.10.0`.
-* Kafka 4.0 removed old protocol versions (KIP-896). aiokafka < 0.13 selected request
-  versions from a guessed broker version (`api_version`); aiokafka >= 0.13 negotiates every
-  request through ApiVersions and still carries the baseline versions Kafka 4 keeps (Fetch
-  v4+, Produce v3+, Metadata v4+, OffsetCommit v2+, JoinGroup v2+ ...). Its maintainers say
-  current releases work with Kafka 4.x (aio-libs/aiokafka#1085). faust-streaming 0.15.3 has
-  code paths for aiokafka >= 0.13 (`_AIOKAFKA_HAS_API_VERSION`).
-* So: pin `faust-streaming>=0.15.3` together with `aiokafka>=0.13` (Faust's own floor of
-  0.10 would allow an aiokafka that cannot talk to our Kafka 4.1 broker). We have not run
-  it against the broker: it is not in tickpipe's lock, and it would add a second Kafka
-  client stack (DESIGN.md: one, librdkafka). Prefer `signals_confluent.py`.
+"""Subscribe to tickpipe's signals with a Faust (faust-streaming) agent, validated by the
+published JSON Schema (schemas/signal.v1.json).
 
     pip install 'faust-streaming>=0.15.3' 'aiokafka>=0.13' jsonschema
-    faust -A examples.signals_faust worker -l info
+    BROKER_URL=kafka://127.0.0.1:9092 SIGNALS_GROUP=my-team.signals \\
+        faust -A signals_faust worker --without-web -l info   # from this directory
+
+Settings come from the environment: `BROKER_URL` and `APP_DATADIR` are Faust's own,
+`SIGNALS_TOPIC` (`<namespace>.signals.v1` for a namespaced pipeline) and `SIGNALS_GROUP`
+(your team's consumer group, which is also the Faust app id) are this example's.
+
+Kafka 4: Faust talks to Kafka only through aiokafka. tests/api/test_examples_kafka.py runs
+this worker against Kafka 4.1 with faust-streaming 0.15.3 and aiokafka 0.14.0. Kafka 4.0
+removed old protocol versions (KIP-896); aiokafka >= 0.13 picks every request's version
+through ApiVersions on each connection, which is how its maintainers support Kafka 4
+(aio-libs/aiokafka#1085). faust-streaming itself only requires aiokafka >= 0.10, so pin
+`aiokafka>=0.13` yourself.
+
+Delivery: at least once. Faust acknowledges an event once the agent moves past it and commits
+acknowledged offsets every few seconds, so a crash replays what was not yet committed;
+deduplicate on `event_id` if that matters. Order holds per `exchange:symbol` (the key, one
+partition each). Faust reads `read_committed` only with `processing_guarantee="exactly_once"`;
+tickpipe's inference service does not write signals in transactions, so the default
+(`read_uncommitted`) sees exactly the same records.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
-import faust  # type: ignore[import-not-found]  # not a tickpipe dependency (see above)
+import faust
 from jsonschema import Draft202012Validator
 
 SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "signal.v1.json"
-CHECK = Draft202012Validator(json.loads(SCHEMA.read_text()))
+# v1 only ever gains optional fields: a copy of an older v1 schema must accept them.
+CHECK = Draft202012Validator({**json.loads(SCHEMA.read_text()), "additionalProperties": True})
+TOPIC = os.environ.get("SIGNALS_TOPIC", "signals.v1")
+log = logging.getLogger("signals")
 
 app = faust.App(
-    "my-team-signals",  # the consumer group: one per subscribing team
-    broker="kafka://127.0.0.1:9092",
+    os.environ.get("SIGNALS_GROUP", "my-team.signals"),  # app id = consumer group
+    broker="kafka://127.0.0.1:9092",  # BROKER_URL in the environment wins
     consumer_auto_offset_reset="earliest",
+    # Faust's leader-election topic is for apps with tables and timers; this one has neither,
+    # and it would need the right to create topics.
     topic_disable_leader=True,
 )
-# Raw bytes: tickpipe's payload is plain JSON, not a Faust Record with `__faust` metadata.
-signals = app.topic("signals.v1", key_type=bytes, value_type=bytes, value_serializer="raw")
+# Raw bytes: tickpipe's values are plain JSON, not Faust Records with `__faust` metadata.
+signals = app.topic(TOPIC, key_type=bytes, value_type=bytes, value_serializer="raw")
+
+
+def problems(raw: bytes) -> str | None:
+    """Why `raw` is not a valid signal.v1, or None."""
+    try:
+        body = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        return f"not JSON: {exc}"
+    errors = sorted(CHECK.iter_errors(body), key=lambda e: list(e.path))
+    return "; ".join(f"/{'/'.join(map(str, e.path))}: {e.message}" for e in errors) or None
 
 
 @app.agent(signals)
 async def on_signals(stream: Any) -> None:
-    async for raw in stream:
-        body = json.loads(raw)
-        errors = list(CHECK.iter_errors(body))
-        if errors:
-            print("skipped invalid signal:", errors[0].message)
+    async for event in stream.events():
+        where = f"{event.message.topic}[{event.message.partition}]@{event.message.offset}"
+        why = problems(event.value)
+        if why is not None:
+            # A bad record is reported and skipped, never retried forever.
+            log.warning("skipped %s: %s", where, why)
             continue
-        print(f"{body['exchange']}:{body['symbol']} direction={body['direction']}")
+        body = json.loads(event.value)
+        key = f"{body['exchange']}:{body['symbol']}"
+        log.info(
+            "signal %s %s direction=%d p=%.4f",
+            key,
+            body["event_id"],
+            body["direction"],
+            body["probability"],
+        )

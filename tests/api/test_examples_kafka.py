@@ -1,10 +1,15 @@
-"""Subscribing over the real broker: the confluent-kafka example (with the published JSON
-Schema), `tickpipe signals tail` (backfill from a time, then live), the API's control
-publisher (key = target) and its read_committed fills consumer."""
+"""Subscribing over the real broker: the confluent-kafka and Faust examples (with the
+published JSON Schema), `tickpipe signals tail` (backfill from a time, then live), the API's
+control publisher (key = target) and its read_committed fills consumer."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import re
+import signal as signals
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -37,7 +42,8 @@ from tickpipe_api.tail import signals as tail_signals
 
 pytestmark = pytest.mark.integration
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "signals_confluent.py"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLE = EXAMPLES / "signals_confluent.py"
 
 
 def _example() -> ModuleType:
@@ -114,6 +120,73 @@ def test_confluent_example_when_signals_published_validates_and_delivers_in_orde
     _wait(lambda: len(got) == 3 and len(invalid) == 1)
     assert [g["event_id"] for g in got] == [s.event_id for s in sent]  # one key: one order
     assert "probability" in invalid[0]
+
+
+@pytest.fixture
+def faust_worker(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """Starts `faust -A signals_faust worker` on a topic; yields the path of its output."""
+    procs: list[subprocess.Popen[bytes]] = []
+    # `python -m faust` as a user runs `faust`, from examples/ so that `-A` finds the module.
+    command = [sys.executable, "-m", "faust", "-A", "signals_faust", "worker", "--without-web"]
+
+    def start(topic: str) -> Path:
+        log = tmp_path / "faust.log"
+        env = {
+            **os.environ,
+            "BROKER_URL": f"kafka://{kafka_bootstrap}",
+            "APP_DATADIR": str(tmp_path / "faust-data"),
+            "SIGNALS_TOPIC": topic,
+            "SIGNALS_GROUP": f"{uuid.uuid4().hex}.faust",
+        }
+        with log.open("wb") as out:
+            procs.append(
+                subprocess.Popen(
+                    [*command, "-l", "info"],
+                    cwd=EXAMPLES,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        return log
+
+    yield start
+    for proc in procs:
+        proc.send_signal(signals.SIGTERM)  # Faust leaves its group and stops cleanly on TERM
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_faust_example_when_signals_published_validates_and_delivers_in_order(
+    kafka_bootstrap: str, names: TopicNames, faust_worker: Callable[[str], Path]
+) -> None:
+    # Faust reaches Kafka only through aiokafka: this is the check that the locked pair still
+    # joins a group and fetches from our Kafka 4 broker (KIP-896 removed old request versions).
+    sent = [signal(probability=p) for p in (0.6, 0.2, 0.8)]
+    bad = OutRecord(SIGNALS, b"binance:BTC/USDT", b'{"type": "signal", "probability": 7}')
+    _publish(kafka_bootstrap, names, [_signal_record(sent[0]), bad, *map(_signal_record, sent[1:])])
+    log = faust_worker(names.physical(SIGNALS))
+
+    def output() -> str:
+        return log.read_text(errors="replace")
+
+    def done() -> bool:
+        text = output()
+        return len(re.findall(r"\bsignal binance:BTC/USDT ", text)) == 3 and "skipped" in text
+
+    try:
+        _wait(done, timeout_s=45)
+    except AssertionError:
+        raise AssertionError(f"Faust worker output:\n{output()[-4000:]}") from None
+    text = output()
+    got = re.findall(r"\bsignal binance:BTC/USDT (\S+) direction=", text)
+    assert got == [s.event_id for s in sent]  # one key: one partition, one order
+    [skipped] = re.findall(r"skipped \S+\.signals\.v1\[\d\]@\d+: (.*)", text)
+    assert "/probability: 7 is greater than the maximum of 1.0" in skipped
+    assert "Traceback" not in text
 
 
 def test_tail_when_from_time_given_backfills_after_it_then_follows_live(
@@ -222,6 +295,7 @@ def test_production_app_when_wired_to_kafka_and_redis_serves_and_publishes(
     settings = ApiSettings(jwt_key=KEY, health_targets={"risk": "http://127.0.0.1:9"})
     RedisCache(redis_url, namespace=namespace).set("risk:paper:kill_switch", b"1")
     with production_app(platform, settings) as app, TestClient(app) as client:
+        _wait(lambda: client.get("/readyz").status_code == 200, 30)  # the feed is assigned
         operator = {"Authorization": f"Bearer {token('olga')}"}
         assert client.get("/risk", headers=operator).json()["kill_switch"] is True
         [risk] = client.get("/health", headers=operator).json()["services"]

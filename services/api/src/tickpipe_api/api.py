@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from tickpipe_api import routes_control, routes_read, routes_stream
+from tickpipe_api import health, routes_control, routes_read, routes_stream
 from tickpipe_api.ports import ApiPorts
 
 STATIC = Path(__file__).parent / "static"
@@ -40,6 +40,7 @@ def create_app(ports: ApiPorts) -> FastAPI:
     app.include_router(routes_read.router)
     app.include_router(routes_control.router)
     app.include_router(routes_stream.router)
+    app.include_router(health.router)  # /readyz: the live feed holds its assignment
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)

@@ -1,5 +1,6 @@
 """Service health for operators: each service's /readyz and its consumer lag and end-to-end
-latency scraped from /metrics (URLs from `TICKPIPE_API_HEALTH_TARGETS`)."""
+latency scraped from /metrics (URLs from `TICKPIPE_API_HEALTH_TARGETS`); and the API's own
+/readyz."""
 
 from __future__ import annotations
 
@@ -10,10 +11,22 @@ from collections.abc import Mapping
 from typing import Protocol
 
 import httpx
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 _SAMPLE = re.compile(r"^(?P<name>[a-z_]+)\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)$")
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+router = APIRouter()
+
+
+@router.get("/readyz", include_in_schema=False)
+def readyz(request: Request) -> JSONResponse:
+    """200 once the live-feed consumer holds its assignment, as the services' /readyz: a
+    replica whose feed is not consuming would serve empty signal streams (/healthz: alive)."""
+    ready = bool(request.app.state.ports.feed_ready())
+    return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
 
 class ServiceHealth(BaseModel):

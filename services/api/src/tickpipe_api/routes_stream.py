@@ -84,11 +84,16 @@ async def signals_stream(
 ) -> StreamingResponse:
     """`signal` events as they arrive on `signals.v1`, in order, with their sequence as the
     SSE id: a client reconnecting with `Last-Event-ID` resumes without a gap while the
-    API's buffer still holds what it missed."""
+    API's buffer still holds what it missed. An id above this process's sequence (issued
+    before a restart) resumes from the start of the buffer."""
     ports: ApiPorts = request.app.state.ports
 
     async def signals() -> AsyncIterator[bytes]:
-        seq = ports.feed.version if last_event_id is None else last_event_id
+        now = ports.feed.version
+        seq = now if last_event_id is None else last_event_id
+        if seq > now:
+            # Numbered by an earlier process (the API restarted): all we buffer is new to it.
+            seq = 0
         sent, quiet = 0, 0.0
         while _live(who) and not await request.is_disconnected():
             batch = ports.feed.signals_after(seq)
