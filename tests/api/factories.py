@@ -27,6 +27,8 @@ def signal(symbol: str = "BTC/USDT", probability: float = 0.7, price: float = 60
         feature_ts=now,
         price=price,
         volatility=0.0004,
+        bid=price - 0.5,  # the touch when the bar closed: risk's reference price
+        ask=price + 0.5,
     )
 
 

@@ -29,12 +29,11 @@ from tickpipe.messages import (
     ExecutionReport,
     OrderRequest,
     OrderStatus,
-    QuoteTick,
     RiskDecision,
 )
 from tickpipe.service import Handler, ServiceContext
 from tickpipe.settings import PlatformSettings
-from tickpipe.topics import CONTROL, EXECUTIONS, QUOTES, SIGNALS
+from tickpipe.topics import CONTROL, EXECUTIONS, SIGNALS
 from tickpipe_api.auth import Role
 
 if not CHROMIUM.exists():
@@ -63,24 +62,8 @@ class Pipeline:
     def _control(self, command: ControlCommand) -> None:
         self.risk.handle(command, CONTROL, time.time_ns())
 
-    def quote(self, mid: float) -> None:
-        now = time.time_ns()
-        q = QuoteTick(
-            event_id=IDS.new(),
-            ts_event=now,
-            ts_init=now,
-            exchange="binance",
-            symbol="BTC/USDT",
-            bid=mid - 0.5,
-            bid_size=1.0,
-            ask=mid + 0.5,
-            ask_size=1.0,
-        )
-        self.risk.handle(q, QUOTES, now)
-
     def signal(self, probability: float, price: float) -> None:
         """Inference's output, risk's decision and, for an order, execution's fill."""
-        self.quote(price)
         s = signal(probability=probability, price=price)
         self.api.cache.set(f"signals:{KEY}", s.model_dump_json().encode())
         self.api.feed.on_event(s)

@@ -12,28 +12,28 @@ from typing import Any
 import pytest
 import redis
 
-from tests.integration.recovery import collect, service_env, wait_consumed, wait_snapshot
+from tests.integration.recovery import collect, service_env, wait_snapshot
 from tickpipe.bus.admin import create_topics
 from tickpipe.bus.kafka import KafkaBus
 from tickpipe.bus.memory import MemoryBus
 from tickpipe.cache.memory import MemoryCache
 from tickpipe.clock import LiveClock
 from tickpipe.ids import EventIds
-from tickpipe.messages import Event, OrderRequest, QuoteTick, Signal
+from tickpipe.messages import Event, OrderRequest, Signal
 from tickpipe.processes import ServiceProcesses
 from tickpipe.runner import encode_emit
 from tickpipe.service import Emit, ServiceContext
 from tickpipe.settings import PlatformSettings
-from tickpipe.topics import ORDERS, QUOTES, SIGNALS, TopicNames
+from tickpipe.topics import ORDERS, SIGNALS, TopicNames
 from tickpipe_risk.app import build as build_risk
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 SIGNALS_TOTAL = 240
 # The reference run decides in a tight loop, the real one at its own pace and again on replay
-# after the restart: controls on processing time would see different clocks. Replayed quotes
-# and signals stay fresh; rate and duplicate windows are off. Nothing fills here, so open
-# orders pile up: their notional cap is off too.
+# after the restart: staleness is judged on processing time, so replayed signals (and the
+# touch they carry) stay fresh; every signal has one market time, so rate and duplicate
+# windows are off. Nothing fills here, so open orders pile up: their notional cap is off.
 ENV = {
     "TICKPIPE_RISK_MAX_REFERENCE_AGE_S": "86400",
     "TICKPIPE_RISK_MAX_SIGNAL_AGE_S": "86400",
@@ -45,22 +45,12 @@ ENV = {
 }
 
 
-def _inputs(seed: int) -> tuple[list[QuoteTick], list[Signal]]:
+def _inputs(seed: int) -> list[Signal]:
     rng = random.Random(seed)
     ids = EventIds(LiveClock(), seed=seed)
     now = time.time_ns()
     base = {"exchange": "binance", "symbol": "BTC/USDT", "ts_event": now, "ts_init": now}
-    quotes = [
-        QuoteTick(
-            event_id=ids.new(),
-            bid=60_000.0 + i,
-            bid_size=1.0,
-            ask=60_000.5 + i,
-            ask_size=1.0,
-            **base,
-        )
-        for i in range(20)
-    ]
+    touch = {"bid": 60_019.0, "ask": 60_019.5}  # what the feature saw when the bar closed
     signals = []
     for _ in range(SIGNALS_TOTAL):
         p = rng.choice([0.1, 0.3, 0.5, 0.7, 0.9])
@@ -77,14 +67,13 @@ def _inputs(seed: int) -> tuple[list[QuoteTick], list[Signal]]:
                 price=60_000.0,
                 volatility=0.0004,
                 **base,
+                **touch,
             )
         )
-    return quotes, signals
+    return signals
 
 
-def _expected(
-    quotes: list[QuoteTick], signals: list[Signal], monkeypatch: pytest.MonkeyPatch
-) -> list[tuple[str, str, str]]:
+def _expected(signals: list[Signal], monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str]]:
     for k, v in ENV.items():
         monkeypatch.setenv(k, v)
     clock = LiveClock()
@@ -98,8 +87,6 @@ def _expected(
         )
     )
     out: list[Event] = []
-    for q in quotes:
-        handler.handle(q, QUOTES, clock.now_ns())
     for s in signals:
         out += [e.event for e in handler.handle(s, SIGNALS, clock.now_ns()) if e.topic == ORDERS]
     return [
@@ -117,21 +104,17 @@ def test_risk_when_killed_mid_stream_then_orders_are_exactly_those_of_an_uninter
     namespace = f"rk{uuid.uuid4().hex[:8]}"
     names = TopicNames(namespace)
     create_topics(kafka_bootstrap, names)
-    quotes, signals = _inputs(seed=7)
-    expected = _expected(quotes, signals, monkeypatch)
+    signals = _inputs(seed=7)
+    expected = _expected(signals, monkeypatch)
     assert len(expected) > 40  # the scenario really trades
 
     producer = KafkaBus(kafka_bootstrap, names).producer("test")
-    for q in quotes:
-        producer.send(encode_emit(Emit(QUOTES, q), ()))
-    producer.flush()
     env = service_env(kafka_bootstrap, redis_url, namespace, **ENV)
     procs = ServiceProcesses(env, tmp_path / "logs", base_port=None)
     cache = redis.Redis.from_url(redis_url)
     try:
         procs.start("risk")
         procs.wait_ready(["risk"])
-        wait_consumed(procs, "risk", QUOTES, len(quotes))  # quotes land before any signal
         half = SIGNALS_TOTAL // 2
         for s in signals[:half]:
             producer.send(encode_emit(Emit(SIGNALS, s), ()))

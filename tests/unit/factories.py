@@ -84,6 +84,8 @@ def signal(**kw: Any) -> Signal:
         "feature_ts": T0,
         "price": 60_000.0,
         "volatility": 0.001,
+        "bid": 60_000.0,  # the touch `quote()` makes
+        "ask": 60_000.02,
     }
     fields.update(kw)
     return Signal(**_instrument(fields, "01SIGNAL"))

@@ -20,7 +20,7 @@ from tickpipe.messages import (
     OrderStatus,
     RiskDecision,
 )
-from tickpipe.topics import CONTROL, EXECUTIONS, ORDERS, QUOTES, RISK_DECISIONS, SIGNALS
+from tickpipe.topics import CONTROL, EXECUTIONS, ORDERS, RISK_DECISIONS, SIGNALS
 from tickpipe_risk.domain.checks import Limits
 from tickpipe_risk.domain.market import MarketRules, load_binance_exchange_info
 from tickpipe_risk.domain.positions import Position, fmt
@@ -215,8 +215,10 @@ def _handler(cache: MemoryCache | None = None) -> tuple[RiskHandler, MemoryCache
 
 
 def _quoted(cache: MemoryCache | None = None) -> tuple[RiskHandler, MemoryCache]:
+    """A handler that has seen the touch `f.quote()` makes, through a flat signal."""
     handler, cache = _handler(cache)
-    assert handler.handle(f.quote(), QUOTES, f.T0) == ()
+    flat = f.signal(event_id="01FLAT", direction=0, score=0.0)
+    assert handler.handle(flat, SIGNALS, f.T0) == ()
     return handler, cache
 
 
@@ -268,7 +270,7 @@ def test_client_order_id_when_derived_is_deterministic_hash_of_strategy_and_sign
 def test_risk_handler_when_no_quote_rejects_with_no_reference_price() -> None:
     handler, _ = _handler()
 
-    emits = handler.handle(f.signal(), SIGNALS, f.T0 + S)
+    emits = handler.handle(f.signal(bid=None, ask=None), SIGNALS, f.T0 + S)
 
     assert [e.topic for e in emits] == [RISK_DECISIONS]
     decision = emits[0].event
@@ -279,8 +281,8 @@ def test_risk_handler_when_no_quote_rejects_with_no_reference_price() -> None:
 
 
 def test_risk_handler_when_quote_stale_rejects_with_stale_reference_price() -> None:
-    handler, _ = _quoted()
-    fresh_signal = f.signal(ts_init=f.T0 + 6 * S)
+    handler, _ = _quoted()  # the touch arrived at T0, with a signal
+    fresh_signal = f.signal(ts_init=f.T0 + 6 * S, bid=None, ask=None)  # a bar without quotes
 
     emits = handler.handle(fresh_signal, SIGNALS, f.T0 + 6 * S)
 
@@ -401,7 +403,8 @@ def test_risk_handler_when_open_order_cancelled_releases_its_quantity() -> None:
                             client_order_id=order.client_order_id)  # fmt: skip
     handler.handle(cancelled, EXECUTIONS, f.T0 + S)
 
-    again = handler.handle(f.signal(event_id="01SIGNAL2"), SIGNALS, f.T0 + 2 * S)
+    later = f.signal(event_id="01SIGNAL2", ts_event=f.T0 + S)  # past the duplicate window
+    again = handler.handle(later, SIGNALS, f.T0 + 2 * S)
 
     assert [e.topic for e in again] == [RISK_DECISIONS, ORDERS]
 
@@ -418,7 +421,8 @@ def test_risk_handler_when_order_rejected_by_execution_releases_its_quantity() -
     assert rejected.event.status is OrderStatus.REJECTED
     handler.handle(rejected.event, EXECUTIONS, f.T0 + S)
 
-    again = handler.handle(f.signal(event_id="01SIGNAL2"), SIGNALS, f.T0 + 2 * S)
+    later = f.signal(event_id="01SIGNAL2", ts_event=f.T0 + S)  # past the duplicate window
+    again = handler.handle(later, SIGNALS, f.T0 + 2 * S)
 
     assert [e.topic for e in again] == [RISK_DECISIONS, ORDERS]
 

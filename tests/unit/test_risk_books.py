@@ -12,8 +12,8 @@ from tests.unit import factories as f
 from tickpipe.cache.memory import MemoryCache
 from tickpipe.clock import SimClock
 from tickpipe.ids import EventIds
-from tickpipe.messages import ExecutionReport, OrderRequest, OrderStatus, QuoteTick
-from tickpipe.topics import EXECUTIONS, QUOTES, SIGNALS
+from tickpipe.messages import ExecutionReport, OrderRequest, OrderStatus, Signal
+from tickpipe.topics import EXECUTIONS, SIGNALS
 from tickpipe_risk.domain.books import Books, Fill
 from tickpipe_risk.domain.checks import Limits
 from tickpipe_risk.domain.sizing import SizingConfig
@@ -36,8 +36,12 @@ def _handler(cache: MemoryCache | None = None) -> RiskHandler:
     )
 
 
-def _quote(symbol: str, mid: float, t: int) -> QuoteTick:
-    return f.quote(symbol=symbol, bid=mid - 0.5, ask=mid + 0.5, ts_init=t, event_id=f"01Q{t}")
+def _touch(symbol: str, mid: float, t: int) -> Signal:
+    """A flat signal: it only brings the touch around `mid` (risk marks on signals' touches)."""
+    return f.signal(
+        symbol=symbol, bid=mid - 0.5, ask=mid + 0.5, price=mid, direction=0, score=0.0,
+        ts_event=t, ts_init=t, event_id=f"01Q{t}",
+    )  # fmt: skip
 
 
 def _reports(order: OrderRequest, rng: random.Random, t: int) -> list[ExecutionReport]:
@@ -70,18 +74,17 @@ def _reports(order: OrderRequest, rng: random.Random, t: int) -> list[ExecutionR
     return out
 
 
-def _live_run(seed: int) -> tuple[RiskHandler, list[ExecutionReport], list[QuoteTick]]:
+def _live_run(seed: int) -> tuple[RiskHandler, list[ExecutionReport], list[Signal]]:
     rng = random.Random(seed)
     live = _handler()
     ledger: list[ExecutionReport] = []
-    latest: dict[str, QuoteTick] = {}
+    latest: dict[str, Signal] = {}
     mids = dict(PRICES)
     for n in range(120):
         t = f.T0 + n * S
         symbol = rng.choice(KEYS)
         mids[symbol] *= 1 + rng.gauss(0, 0.002)
-        latest[symbol] = _quote(symbol, mids[symbol], t)
-        live.handle(latest[symbol], QUOTES, t)
+        latest[symbol] = _touch(symbol, mids[symbol], t)
         p = rng.choice([0.05, 0.2, 0.5, 0.8, 0.95])
         signal = f.signal(
             event_id=f"01S{n}",
@@ -91,7 +94,10 @@ def _live_run(seed: int) -> tuple[RiskHandler, list[ExecutionReport], list[Quote
             probability=p,
             score=2 * p - 1,
             price=mids[symbol],
+            ts_event=t,
             ts_init=t,
+            bid=latest[symbol].bid,
+            ask=latest[symbol].ask,
         )
         for emit in live.handle(signal, SIGNALS, t):
             if not isinstance(emit.event, OrderRequest):
@@ -111,8 +117,8 @@ def test_books_when_ledger_replayed_into_fresh_handler_equal_the_live_books() ->
     rebuilt = _handler()
     for r in ledger:
         rebuilt.handle(r, EXECUTIONS, f.T0)
-    for q in quotes:
-        rebuilt.handle(q, QUOTES, f.T0)
+    for touch in quotes:
+        rebuilt.handle(touch, SIGNALS, touch.ts_init)  # marks; the orders it asks are not books
 
     assert rebuilt.positions == live.positions
     assert rebuilt.engine.state.books.strategies == live.engine.state.books.strategies
@@ -176,7 +182,7 @@ def test_books_when_fill_has_no_trade_id_dedupes_on_cumulative_quantity() -> Non
 def test_books_when_published_to_cache_holds_account_and_strategy_views() -> None:
     cache = MemoryCache()
     handler = _handler(cache)
-    handler.handle(f.quote(), QUOTES, f.T0)
+    handler.handle(f.signal(direction=0, score=0.0), SIGNALS, f.T0)  # the touch
 
     handler.handle(f.execution(strategy_id="trend"), EXECUTIONS, f.T0)
 

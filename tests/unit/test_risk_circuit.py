@@ -163,7 +163,7 @@ def test_engine_when_execution_rejects_orders_opens_breaker_for_that_symbol() ->
     engine.quote("binance:ETH/USDT", Decimal(3_000), T0)
     for i in range(4):
         engine.accept(_intent(f"tp{i}"), Decimal(60_000), T0 + i)
-        engine.answered(f"tp{i}", failed=i < 2, ts=T0 + i, now_ns=T0 + i)
+        engine.answered(f"tp{i}", failed=i < 2, ts=T0 + i, market_ns=T0 + i)
         engine.closed(f"tp{i}")
 
     assert engine.decide(_intent("tp9"), T0 + S) == ["circuit_open"]
@@ -176,7 +176,7 @@ def test_engine_when_answers_are_slow_counts_them_as_failures() -> None:
     engine.quote(BTC, Decimal(60_000), T0)
     for i in range(4):
         engine.accept(_intent(f"tp{i}"), Decimal(60_000), T0)
-        engine.answered(f"tp{i}", failed=False, ts=T0 + (2 * S if i < 2 else 0), now_ns=T0)
+        engine.answered(f"tp{i}", failed=False, ts=T0 + (2 * S if i < 2 else 0), market_ns=T0)
 
     assert engine.state.breaker(BTC).state is State.OPEN
 
@@ -186,7 +186,7 @@ def test_engine_when_order_answered_twice_counts_first_answer_only() -> None:
     engine.quote(BTC, Decimal(60_000), T0)
     engine.accept(_intent("tp0"), Decimal(60_000), T0)
     for _ in range(4):
-        engine.answered("tp0", failed=True, ts=T0, now_ns=T0)
+        engine.answered("tp0", failed=True, ts=T0, market_ns=T0)
     engine.fill(Fill("tp0", "t", "a", BTC, Decimal("0.01"), Decimal(60_000), Decimal(0), T0), T0)
 
     assert list(engine.state.breaker(BTC).outcomes) == [True]

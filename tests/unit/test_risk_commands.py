@@ -43,6 +43,9 @@ ETH = "binance:ETH/USDT"
 SIZING = SizingConfig(capital=D(10_000))
 
 
+ETH_TOUCH = {"bid": 3_000.0, "ask": 3_000.5, "price": 3_000.0}
+
+
 def _handler(
     cache: MemoryCache | None = None, limits: Limits | None = None, **kw: Any
 ) -> RiskHandler:
@@ -55,8 +58,10 @@ def _handler(
         {},
         **kw,
     )
-    handler.handle(f.quote(), QUOTES, f.T0)
-    handler.handle(f.quote(symbol="ETH/USDT", bid=3_000.0, ask=3_000.5), QUOTES, f.T0)
+    # The touches `f.quote()` and an ETH quote make, through flat signals.
+    handler.handle(f.signal(event_id="01FLAT1", direction=0, score=0.0), SIGNALS, f.T0)
+    eth = f.signal(event_id="01FLAT2", symbol="ETH/USDT", direction=0, score=0.0, **ETH_TOUCH)
+    handler.handle(eth, SIGNALS, f.T0)
     return handler
 
 
@@ -372,7 +377,8 @@ def test_signal_when_older_than_max_age_rejects_with_stale_signal() -> None:
 
     decision = emits[0].event
     assert isinstance(decision, RiskDecision)
-    assert decision.reasons == ["stale_signal"]
+    # Its touch is as old as it is.
+    assert decision.reasons == ["stale_signal", "stale_reference_price"]
 
 
 def test_signal_when_volatility_spikes_opens_circuit_for_the_symbol() -> None:
@@ -388,7 +394,9 @@ def test_limit_orders_when_configured_price_marketable_toward_reference() -> Non
 
     buy = handler.handle(f.signal(), SIGNALS, f.T0)[-1].event
     sell = handler.handle(
-        f.signal(event_id="01SIG2", symbol="ETH/USDT", direction=-1, score=-0.5), SIGNALS, f.T0
+        f.signal(event_id="01SIG2", symbol="ETH/USDT", direction=-1, score=-0.5, **ETH_TOUCH),
+        SIGNALS,
+        f.T0,
     )[-1].event
 
     assert isinstance(buy, OrderRequest) and isinstance(sell, OrderRequest)
@@ -444,4 +452,5 @@ def test_risk_service_when_built_consumes_the_quality_topic() -> None:
     from tickpipe_risk.app import SERVICE
 
     assert QUALITY in SERVICE.inputs
-    assert SERVICE.latest_only == (QUOTES,)  # quality events are never skipped
+    assert QUOTES not in SERVICE.inputs  # the touch comes with each signal
+    assert SERVICE.latest_only == ()  # quality events are never skipped

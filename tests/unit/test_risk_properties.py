@@ -1,6 +1,10 @@
 """Property tests: whatever the sequence of signals, quotes, fills, cancels, rejections and
 operator commands, risk approves exactly the orders inside every limit.
 
+Risk keeps two clocks (see tickpipe_risk.handlers): the record's `now` is processing time
+(staleness), `market` the latest signal's or report's `ts_event` (windows). A signal that
+carries a touch sets the reference price, as of the signal's arrival.
+
 The test keeps its own record of what happened (quotes, booked fills, orders and their
 fills, commands) and recomputes every limit from that record, in its own way: PnL from cash
 flows rather than average cost, windows by filtering the history, exposures by summing.
@@ -36,7 +40,7 @@ from tickpipe.messages import (
     Signal,
 )
 from tickpipe.service import Emit
-from tickpipe.topics import CONTROL, EXECUTIONS, QUALITY, QUOTES, SIGNALS
+from tickpipe.topics import CONTROL, EXECUTIONS, QUALITY, SIGNALS
 from tickpipe_risk.domain.controls.circuit import BreakerConfig
 from tickpipe_risk.domain.limits import AccountLimits, Guards, Limits, StrategyLimits
 from tickpipe_risk.domain.sizing import SizingConfig
@@ -135,6 +139,7 @@ class Breaker:
 @dataclass
 class Record:
     now: int = START_NS
+    market: int = START_NS
     refs: dict[str, tuple[Decimal, int]] = field(default_factory=dict)
     fills: list[tuple[str, str, Decimal, Decimal, Decimal]] = field(default_factory=list)
     orders: dict[str, Order] = field(default_factory=dict)
@@ -171,8 +176,8 @@ class Record:
         ):
             latch = self.latches.setdefault(scope, Latch())
             equity = self.equity(scope or None)
-            if self.now // DAY != latch.day:
-                latch.day, latch.start, latch.daily = self.now // DAY, latch.last, False
+            if self.market // DAY != latch.day:
+                latch.day, latch.start, latch.daily = self.market // DAY, latch.last, False
             latch.peak, latch.last = max(latch.peak, equity), equity
             assert daily is not None and drawdown is not None
             latch.daily |= latch.start - equity > daily
@@ -187,10 +192,10 @@ class Record:
             return
         o.answered = True
         b = self.breaker(o.key)
-        b.tick(self.now)
+        b.tick(self.market)
         if b.state == "half_open":
             if failed:
-                b.trip(self.now)
+                b.trip(self.market)
             else:
                 b.passed += 1
                 if b.passed >= BREAKER.probes:
@@ -199,16 +204,16 @@ class Record:
     def expected(self, strategy: str, key: str, qty: Decimal, limit: Decimal | None,
                  signal_ts: int, coid: str) -> set[str]:  # fmt: skip
         """Every limit the order would breach, recomputed from the record."""
-        now = self.now
+        now, market = self.now, self.market
         ref, ref_ts = self.refs[key]
         price = limit if limit is not None else ref
         breaker = self.breaker(key)
-        breaker.tick(now)
-        recent = [o for o in self.orders.values() if o.at > now - GUARDS.order_window_ns]
+        breaker.tick(market)
+        recent = [o for o in self.orders.values() if o.at > market - GUARDS.order_window_ns]
         twins = [
             o for o in self.orders.values()
             if (o.strategy, o.key, o.qty, o.limit) == (strategy, key, qty, limit)
-            and o.at > now - GUARDS.duplicate_window_ns
+            and o.at > market - GUARDS.duplicate_window_ns
         ]  # fmt: skip
         breaches = {
             "kill_switch": self.kill,
@@ -393,27 +398,37 @@ class Run:
         self.decisions = 0
         self.approved = 0
         self.reasons: set[str] = set()
-        for i in range(3):
-            self.quote(i, 0, 0)
+        for i in range(3):  # a first reference for every symbol
+            self.send(self._touch_signal(i))
 
     def _id(self) -> str:
         self.n += 1
         return f"01E{self.n:05d}"
 
     def handle(self, event: Any, topic: str) -> list[Emit]:
+        if isinstance(event, ExecutionReport) and event.account == "paper":
+            self.rec.market = max(self.rec.market, event.ts_event)
         return list(self.handler.handle(event, topic, self.rec.now))
 
     def quote(self, i: int, move_bp: int, age: int) -> None:
-        symbol = SYMBOLS[i]
-        self.mids[symbol] *= 1 + move_bp / 10_000
-        bid, ask = round(self.mids[symbol] - 0.01, 2), round(self.mids[symbol] + 0.01, 2)
-        ts = self.rec.now - age
-        self.handle(
-            f.quote(symbol=symbol, bid=bid, ask=ask, ts_init=ts, event_id=self._id()), QUOTES
-        )
-        self.rec.refs[KEYS[i]] = ((D(str(bid)) + D(str(ask))) / 2, ts)
+        """The market moves; the next signal with a touch brings it (`age` is unused now:
+        a reference goes stale when signals come without a touch)."""
+        self.mids[SYMBOLS[i]] *= 1 + move_bp / 10_000
 
-    def signal(self, strategy: int, i: int, p: float, vol: float, age: int) -> None:
+    def _touch(self, i: int) -> tuple[float, float]:
+        mid = self.mids[SYMBOLS[i]]
+        return round(mid - 0.01, 2), round(mid + 0.01, 2)
+
+    def _touch_signal(self, i: int) -> Signal:
+        bid, ask = self._touch(i)
+        return f.signal(
+            event_id=self._id(), symbol=SYMBOLS[i], direction=0, probability=0.5, score=0.0,
+            price=self.mids[SYMBOLS[i]], volatility=0.0004, bid=bid, ask=ask,
+            ts_event=self.rec.now, ts_init=self.rec.now,
+        )  # fmt: skip
+
+    def signal(self, strategy: int, i: int, p: float, vol: float, age: int, touch: bool) -> None:
+        bid, ask = self._touch(i) if touch else (None, None)
         sig = f.signal(
             event_id=self._id(),
             strategy_id=STRATEGIES[strategy],
@@ -423,15 +438,21 @@ class Run:
             score=2 * p - 1,
             price=self.mids[SYMBOLS[i]],
             volatility=vol,
+            ts_event=self.rec.now,
             ts_init=self.rec.now - age,
+            bid=bid,
+            ask=ask,
         )
         self.send(sig)
 
     def send(self, sig: Signal) -> None:
         self.last_signal = sig
         rec = self.rec
+        rec.market = max(rec.market, sig.ts_event)
+        if sig.bid is not None and sig.ask is not None:
+            rec.refs[sig.key] = ((D(str(sig.bid)) + D(str(sig.ask))) / 2, sig.ts_init)
         if sig.volatility is not None and sig.volatility > BREAKER.max_volatility:
-            rec.breaker(sig.key).trip(rec.now)
+            rec.breaker(sig.key).trip(rec.market)
         emits = self.handle(sig, SIGNALS)
         if not emits:
             return
@@ -462,7 +483,7 @@ class Run:
             limit,
         )
         rec.orders[coid] = Order(
-            sig.strategy_id, sig.key, qty, limit if limit is not None else ref, rec.now,
+            sig.strategy_id, sig.key, qty, limit if limit is not None else ref, rec.market,
             limit=limit,
         )  # fmt: skip
         b = rec.breaker(sig.key)
@@ -513,8 +534,10 @@ class Run:
         if filled == abs(o.qty):
             o.closed = True
         pair = (o.strategy, o.key)
-        rec.fill_times.setdefault(pair, []).append(rec.now)
-        window = [t for t in rec.fill_times[pair] if t > rec.now - GUARDS.fill_throttle_window_ns]
+        rec.fill_times.setdefault(pair, []).append(rec.market)
+        window = [
+            t for t in rec.fill_times[pair] if t > rec.market - GUARDS.fill_throttle_window_ns
+        ]
         if len(window) >= GUARDS.fill_throttle_count:
             rec.disabled.add(pair)
         rec.observe(o.strategy)
@@ -548,9 +571,7 @@ class Run:
         if kind == "quote":
             self.quote(a[1], a[2], a[3])
         elif kind == "signal":
-            if a[6]:
-                self.quote(a[2], 0, 0)  # a fresh reference first
-            self.signal(a[1], a[2], a[3], a[4], a[5])
+            self.signal(a[1], a[2], a[3], a[4], a[5], touch=a[6])  # a[6]: a fresh touch
         elif kind == "resend" and self.last_signal is not None:
             self.send(self.last_signal)  # redelivered: the same event
         elif kind == "retry" and self.last_approved is not None:

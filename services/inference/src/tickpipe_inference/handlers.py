@@ -131,6 +131,11 @@ class InferenceHandler:
             feature_ts=event.ts_event,
             price=event.close,
             volatility=event.values.get("realized_vol_20"),
+            # Where in the market stream, and at what touch: risk sizes on this quote, so
+            # a replay decides as live did (see tickpipe.arrival).
+            market_seq=event.market_seq,
+            bid=event.bid,
+            ask=event.ask,
         )
         self._cache.set(f"signals:{event.key}", orjson.dumps(signal.model_dump()), self._ttl)
         return signal

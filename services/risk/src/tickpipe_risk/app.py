@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tickpipe.messages import OrderType
 from tickpipe.service import ServiceContext, ServiceSpec
-from tickpipe.topics import CONTROL, EXECUTIONS, QUALITY, QUOTES, SIGNALS
+from tickpipe.topics import CONTROL, EXECUTIONS, QUALITY, SIGNALS
 from tickpipe_risk.domain.controls.circuit import BreakerConfig
 from tickpipe_risk.domain.controls.correlation import CorrelationModel, pair
 from tickpipe_risk.domain.limits import (
@@ -172,9 +172,9 @@ def build(ctx: ServiceContext) -> RiskHandler:
 
 SERVICE = ServiceSpec(
     name="risk",
-    inputs=(SIGNALS, QUOTES, EXECUTIONS, CONTROL, QUALITY),
+    # No quotes: the reference price is the touch each signal carries (see handlers.py).
+    inputs=(SIGNALS, EXECUTIONS, CONTROL, QUALITY),
     build=build,
     transactional=True,
-    latest_only=(QUOTES,),  # only the latest quote per instrument matters here
     default_http_port=9104,
 )

@@ -2,6 +2,14 @@
 
 The handler turns messages into engine calls and engine results into messages; the rules
 live in `domain/`.
+
+Two clocks. Market time (the latest `ts_event` of a signal or an execution report: the
+paper exchange stamps its reports with its market time, a live venue with the exchange's)
+runs the controls that count over time: throttles, duplicate windows, the breaker, loss windows. Processing time
+(`now_ns`) judges staleness: a signal or price that waited too long in the pipeline. The
+reference price is the touch the signal carries (the latest quote when its bar closed,
+in ingest's arrival order), not whichever quote this consumer happened to read last: so
+a Kafka deployment and a backtest on the same data make the same decisions.
 """
 
 from __future__ import annotations
@@ -25,7 +33,6 @@ from tickpipe.messages import (
     OrderRequest,
     OrderStatus,
     OrderType,
-    QuoteTick,
     RiskDecision,
     Signal,
 )
@@ -88,6 +95,7 @@ class RiskHandler:
         self._store.load_controls(self.engine.state)  # survives restarts without a snapshot
         self._halt_gauges()
         self._decision_counters: dict[tuple[str, str], Any] = {}
+        self.market_ns = 0  # the latest signal's or report's ts_event (see the module doc)
 
     # -- views ----------------------------------------------------------------------------
 
@@ -106,10 +114,6 @@ class RiskHandler:
     # -- events ---------------------------------------------------------------------------
 
     def handle(self, event: Event, topic: str, now_ns: int) -> Sequence[Emit]:
-        if isinstance(event, QuoteTick):
-            mid = (Decimal(str(event.bid)) + Decimal(str(event.ask))) / 2
-            self.engine.quote(event.key, mid, event.ts_init)
-            return ()
         if isinstance(event, Signal):
             return self._on_signal(event, now_ns)
         if isinstance(event, ExecutionReport):
@@ -130,7 +134,12 @@ class RiskHandler:
 
     def _on_signal(self, s: Signal, now_ns: int) -> Sequence[Emit]:
         engine, key = self.engine, s.key
-        engine.volatility(key, s.volatility, now_ns)
+        self.market_ns = market_ns = max(self.market_ns, s.ts_event)
+        if s.bid is not None and s.ask is not None:
+            # Fresh as of the signal's arrival: a dead quote feed is data quality's to report.
+            mid = (Decimal(str(s.bid)) + Decimal(str(s.ask))) / 2
+            engine.quote(key, mid, s.ts_init)
+        engine.volatility(key, s.volatility, market_ns)
         ref = engine.state.refs.get(key)
         price = ref.price if ref else Decimal(str(s.price))
         rules = self._rules_for(s.symbol)
@@ -146,7 +155,7 @@ class RiskHandler:
                 return ()
         coid = client_order_id(s.strategy_id, s.event_id)
         intent = Intent(s.strategy_id, key, qty, limit_price, s.ts_init, coid)
-        reasons = engine.decide(intent, now_ns)
+        reasons = engine.decide(intent, now_ns, market_ns)
         self._circuit_gauge(key)
         ref_price = rules.round_price(price)
         decision = RiskDecision(
@@ -169,7 +178,7 @@ class RiskHandler:
             self._decisions(reason, s.strategy_id).inc()
         if reasons:
             return (Emit(RISK_DECISIONS, decision),)
-        engine.accept(intent, limit_price if limit_price is not None else price, now_ns)
+        engine.accept(intent, limit_price if limit_price is not None else price, now_ns, market_ns)
         order = OrderRequest(
             event_id=self._ids.new(),
             ts_event=s.ts_event,
@@ -185,6 +194,7 @@ class RiskHandler:
             quantity=abs(qty),
             limit_price=limit_price,
             reference_price=ref_price,
+            market_seq=s.market_seq,
         )
         return (Emit(RISK_DECISIONS, decision), Emit(ORDERS, order))
 
@@ -210,7 +220,10 @@ class RiskHandler:
         if r.account != self._account:
             return  # another account's ledger shares the topic
         engine = self.engine
-        engine.answered(r.client_order_id, r.status is OrderStatus.REJECTED, r.ts_init, now_ns)
+        self.market_ns = max(self.market_ns, r.ts_event)
+        engine.answered(
+            r.client_order_id, r.status is OrderStatus.REJECTED, r.ts_init, self.market_ns
+        )
         if r.is_fill and r.last_price is None:
             ERRORS.labels("risk", "fill_without_price").inc()
         elif r.is_fill and r.last_price is not None:
@@ -225,7 +238,7 @@ class RiskHandler:
                 fee=r.fee,
                 ts=r.ts_event,
             )
-            result = engine.fill(fill, now_ns)
+            result = engine.fill(fill, self.market_ns)
             if not result.booked:
                 DUPLICATE_FILLS.inc()
             else:
@@ -286,10 +299,12 @@ class RiskHandler:
     # -- state ----------------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
-        return orjson.dumps(self.engine.dump())
+        return orjson.dumps({**self.engine.dump(), "market_ns": self.market_ns})
 
     def restore(self, data: bytes) -> None:
-        self.engine.load(orjson.loads(data))
+        state = orjson.loads(data)
+        self.market_ns = int(state.pop("market_ns", 0))
+        self.engine.load(state)
         self._halt_gauges()
 
     def _halt_gauges(self) -> None:

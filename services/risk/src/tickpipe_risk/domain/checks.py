@@ -51,13 +51,15 @@ class PreTradeChecks:
     correlation: CorrelationModel = field(default_factory=CorrelationModel)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
 
-    def run(self, o: Intent, st: RiskState, now_ns: int) -> list[str]:
+    def run(self, o: Intent, st: RiskState, now_ns: int, market_ns: int | None = None) -> list[str]:
+        """`now_ns` judges staleness; `market_ns` (default `now_ns`) runs the windows."""
+        market = now_ns if market_ns is None else market_ns
         g = st.limits.guards
         sl = st.strategy_limits(o.strategy_id)
         ref = st.refs.get(o.key)
         reasons = st.halts.check(o.key)
         reasons += st.fill_throttle.check(o.strategy_id, o.key)
-        reasons += st.breaker(o.key).check(now_ns, self.breaker)
+        reasons += st.breaker(o.key).check(market, self.breaker)
         reasons += check_allowlist(o.key, st.limits.allowed_symbols)
         reasons += check_signal_age(o.signal_ts, now_ns, g.max_signal_age_ns)
         reasons += check_reference(None if ref is None else ref.ts, now_ns, g.max_reference_age_ns)
@@ -72,10 +74,10 @@ class PreTradeChecks:
         )
         reasons += st.account_loss.check(ex.reduces(st.exposure(o.key), o.qty), ACCOUNT)
         reasons += st.duplicates.check(
-            o.client_order_id, o.fingerprint, now_ns, g.duplicate_window_ns
+            o.client_order_id, o.fingerprint, market, g.duplicate_window_ns
         )
         reasons += st.order_throttle.check(
-            o.key, now_ns, g.order_window_ns, g.max_orders_per_symbol, g.max_orders_global
+            o.key, market, g.order_window_ns, g.max_orders_per_symbol, g.max_orders_global
         )
         return reasons
 

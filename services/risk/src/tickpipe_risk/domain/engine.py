@@ -44,29 +44,36 @@ class RiskEngine:
 
     # -- orders ---------------------------------------------------------------------------
 
-    def decide(self, o: Intent, now_ns: int) -> list[str]:
+    def decide(self, o: Intent, now_ns: int, market_ns: int | None = None) -> list[str]:
         """Every failing reason code for `o` (empty: approve). Nothing about `o` is recorded
-        until `accept`; equity is observed and the breaker's clock advances."""
-        self._observe(o.strategy_id, now_ns)
-        return self.checks.run(o, self.state, now_ns)
+        until `accept`; equity is observed and the breaker's clock advances.
 
-    def accept(self, o: Intent, price: Decimal, now_ns: int) -> None:
-        """Records an approved order: it is open, counted by throttles, a probe if half-open."""
+        `now_ns` (processing time) judges staleness; `market_ns` (market time, default
+        `now_ns`) runs the windows: throttles, duplicates, breaker, loss."""
+        market = now_ns if market_ns is None else market_ns
+        self._observe(o.strategy_id, market)
+        return self.checks.run(o, self.state, now_ns, market)
+
+    def accept(self, o: Intent, price: Decimal, now_ns: int, market_ns: int | None = None) -> None:
+        """Records an approved order: it is open, counted by throttles, a probe if half-open.
+        Its `now_ns` is the start of its response time (see `answered`)."""
+        market = now_ns if market_ns is None else market_ns
         st = self.state
         st.open_orders.add(o.client_order_id, OpenOrder(o.strategy_id, o.key, o.qty, price, now_ns))
-        st.order_throttle.record(o.key, now_ns)
-        st.duplicates.record(o.client_order_id, o.fingerprint, now_ns)
+        st.order_throttle.record(o.key, market)
+        st.duplicates.record(o.client_order_id, o.fingerprint, market)
         st.breaker(o.key).sent()
 
-    def answered(self, client_order_id: str, failed: bool, ts: int, now_ns: int) -> None:
+    def answered(self, client_order_id: str, failed: bool, ts: int, market_ns: int) -> None:
         """Execution reported on an order. Its first answer is an outcome for the breaker:
-        failed when rejected or slower than the breaker's limit (order time to report time)."""
+        failed when rejected or slower than the breaker's limit (order to report, both in
+        processing time), recorded at `market_ns`."""
         o = self.state.open_orders.get(client_order_id)
         if o is None or o.answered:
             return
         o.answered = True
         slow = ts - o.ts > self.checks.breaker.slow_ns
-        self.state.breaker(o.key).outcome(failed or slow, now_ns, self.checks.breaker)
+        self.state.breaker(o.key).outcome(failed or slow, market_ns, self.checks.breaker)
 
     def fill(self, f: Fill, now_ns: int) -> FillResult:
         st = self.state
