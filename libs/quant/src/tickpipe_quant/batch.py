@@ -24,7 +24,7 @@ Needs the `batch` extra (polars); nothing else in `tickpipe_quant` imports polar
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, cast
 
@@ -147,9 +147,63 @@ def time_bars(trades: pl.DataFrame, interval_ns: int, allowed_lateness_ns: int =
         return BatchBars(pl.DataFrame(schema=BAR_SCHEMA), late)
     origin = int(kept["start"].min())  # type: ignore[arg-type]  # polars types min() loosely
     watermark = int(t["seen"].max()) - lateness  # type: ignore[arg-type]
-    n_bars = max(0, (watermark - origin) // step)
+    filled = _aggregate(kept)
+    stair = t.select("seen", "seq")
+    return BatchBars(_grid(filled, stair, origin, watermark + lateness, step, lateness), late)
+
+
+def time_bars_chunked(
+    chunks: Iterable[pl.DataFrame], interval_ns: int, allowed_lateness_ns: int = 0
+) -> BatchBars:
+    """`time_bars` over trades that come in chunks (`TRADE_SCHEMA`, seq order), in bounded
+    memory: the same bars, bit for bit.
+
+    A bar is aggregated once the watermark has closed it, from all its rows at once (sums
+    in seq order, as `time_bars`); rows of bars still open are carried to the next chunk.
+    Emit points come from the staircase of the running maximum, kept compactly.
+    """
+    step, lateness = interval_ns, allowed_lateness_ns
+    seen_prev: int | None = None
+    late = 0
+    carried: pl.DataFrame | None = None
+    closed: list[pl.DataFrame] = []
+    stairs: list[pl.DataFrame] = []  # (seen, seq) where the running maximum rises
+    origin: int | None = None
+    for chunk in chunks:
+        if chunk.is_empty():
+            continue
+        t = chunk.sort("seq").with_columns(start=pl.col("ts") - pl.col("ts") % step)
+        running = pl.col("ts").cum_max()
+        if seen_prev is not None:
+            running = pl.max_horizontal(running, pl.lit(seen_prev))
+        t = t.with_columns(seen=running)
+        before = pl.col("seen").shift(1)
+        if seen_prev is not None:
+            before = before.fill_null(seen_prev)
+        t = t.with_columns(late=(pl.col("start") + step <= before - lateness).fill_null(False))
+        late += int(t["late"].sum())
+        rises = t.select("seen", "seq").filter(
+            pl.col("seen") > pl.col("seen").shift(1).fill_null(seen_prev if seen_prev else -1)
+        )
+        stairs.append(rises)
+        seen_prev = int(t["seen"].max())  # type: ignore[arg-type]
+        kept = t.filter(~pl.col("late")).drop("seen", "late")
+        rows = kept if carried is None else pl.concat([carried, kept])
+        if origin is None and not rows.is_empty():
+            origin = int(rows["start"].min())  # type: ignore[arg-type]
+        watermark = seen_prev - lateness
+        done = pl.col("start") + step <= watermark
+        closed.append(_aggregate(rows.filter(done)))
+        carried = rows.filter(~done)
+    if origin is None or seen_prev is None:
+        return BatchBars(pl.DataFrame(schema=BAR_SCHEMA), late)
+    stair = pl.concat(stairs)
+    return BatchBars(_grid(pl.concat(closed), stair, origin, seen_prev, step, lateness), late)
+
+
+def _aggregate(kept: pl.DataFrame) -> pl.DataFrame:
     by_time = ["ts", "seq"]
-    filled = kept.group_by("start").agg(
+    return kept.group_by("start").agg(
         open=pl.col("price").sort_by(by_time).first(),
         high=pl.col("price").max(),
         low=pl.col("price").min(),
@@ -160,6 +214,19 @@ def time_bars(trades: pl.DataFrame, interval_ns: int, allowed_lateness_ns: int =
         buy_volume=_arrival_sum(pl.col("size").filter(pl.col("is_buy"))),
         sell_volume=_arrival_sum(pl.col("size").filter(~pl.col("is_buy"))),
     )
+
+
+def _grid(
+    filled: pl.DataFrame,
+    stair: pl.DataFrame,
+    origin: int,
+    seen_max: int,
+    step: int,
+    lateness: int,
+) -> pl.DataFrame:
+    """Every interval from `origin` to the final watermark, empty ones carrying the close,
+    each with the seq of the trade that emitted it."""
+    n_bars = max(0, (seen_max - lateness - origin) // step)
     grid = pl.DataFrame({"start": pl.int_range(0, n_bars, eager=True) * step + origin})
     bars = grid.join(filled, on="start", how="left").sort("start")
     close = pl.col("close").forward_fill()
@@ -176,9 +243,56 @@ def time_bars(trades: pl.DataFrame, interval_ns: int, allowed_lateness_ns: int =
         sell_volume=pl.col("sell_volume").fill_null(0.0),
     )
     # The first trade whose running maximum reaches end + lateness emits the bar.
-    emit_at = t["seen"].search_sorted(bars["end"] + lateness, side="left")
-    bars = bars.with_columns(emit_seq=t["seq"].gather(emit_at))
-    return BatchBars(bars.select(list(BAR_SCHEMA)).cast(BAR_SCHEMA), late)  # type: ignore[arg-type]
+    emit_at = stair["seen"].search_sorted(bars["end"] + lateness, side="left")
+    bars = bars.with_columns(emit_seq=stair["seq"].gather(emit_at))
+    return bars.select(list(BAR_SCHEMA)).cast(BAR_SCHEMA)  # type: ignore[arg-type]
+
+
+def touch_at_emit(bars: pl.DataFrame, quote_chunks: Iterable[pl.DataFrame]) -> pl.DataFrame:
+    """`bars` with the last quote before each bar's emitting trade (`QUOTE_SCHEMA` columns,
+    null before the first quote), from quotes that come in seq-ordered chunks: the same as
+    one backward as-of join by seq, in the memory of one chunk."""
+    bars = bars.sort("emit_seq")
+    cols = [c for c in QUOTE_SCHEMA if c != "seq"]
+    parts: list[pl.DataFrame] = []
+    done = 0  # bars before this index have their quote
+    last: pl.DataFrame | None = None  # the previous chunk's last quote
+    for chunk in quote_chunks:
+        if chunk.is_empty():
+            continue
+        q = chunk.select(list(QUOTE_SCHEMA)).sort("seq")
+        upto = int(q["seq"][-1])
+        # Bars emitted up to this chunk's last quote find it here (or in `last`).
+        end = done + int(bars["emit_seq"][done:].search_sorted(upto, side="right"))
+        if end > done:
+            side = q if last is None else pl.concat([last, q])
+            parts.append(_asof(bars[done:end], side, cols))
+            done = end
+        last = q[-1:]
+    rest = bars[done:]
+    if not rest.is_empty():
+        parts.append(
+            _asof(rest, last, cols)
+            if last is not None
+            else rest.with_columns(*(pl.lit(None, pl.Float64).alias(c) for c in cols))
+        )
+    return (
+        pl.concat(parts).sort("start")
+        if parts
+        else bars.with_columns(*(pl.lit(None, pl.Float64).alias(c) for c in cols))
+    )
+
+
+def _asof(bars: pl.DataFrame, quotes: pl.DataFrame, cols: list[str]) -> pl.DataFrame:
+    return bars.join_asof(quotes, left_on="emit_seq", right_on="seq", strategy="backward").select(
+        *bars.columns, *cols
+    )
+
+
+def chunks_of(frame: pl.DataFrame, size: int) -> Iterator[pl.DataFrame]:
+    """`frame` in slices of `size` rows (for the chunked functions above)."""
+    for offset in range(0, frame.height, size):
+        yield frame.slice(offset, size)
 
 
 def _seeded_ewm(x: pl.Expr, period: int, alpha: float) -> pl.Expr:
@@ -286,7 +400,14 @@ def bar_features(bars: pl.DataFrame, quotes: pl.DataFrame) -> pl.DataFrame:
         right_on="seq",
         strategy="backward",
     )
-    return with_quotes.with_columns(_bar_features()).with_columns(_quote_features())
+    return features_of(with_quotes)
+
+
+def features_of(bars_with_touch: pl.DataFrame) -> pl.DataFrame:
+    """Bars that already carry their touch (`touch_at_emit`) with the feature columns."""
+    return (
+        bars_with_touch.sort("start").with_columns(_bar_features()).with_columns(_quote_features())
+    )
 
 
 def feature_rows(
