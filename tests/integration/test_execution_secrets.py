@@ -45,6 +45,7 @@ def test_live_execution_when_run_with_sentinel_credentials_never_leaks_them(
         f"{P}API_KEY": KEY,
         f"{P}API_SECRET": SECRET,
         f"{P}REST_URL": fake.base_url,
+        f"{P}WS_URL": fake.ws_url,  # the user-data stream signs its subscription with the key
         f"{P}TIMEOUT_MS": "500",
     }
     for k, v in env.items():
@@ -93,3 +94,4 @@ def test_live_execution_when_run_with_sentinel_credentials_never_leaks_them(
         assert KEY not in text and SECRET not in text, f"credential leaked into {where}"
     # ...and the key did reach the exchange, where it belongs (the test can see it).
     assert fake.api_keys == {KEY}
+    assert fake.subscriptions >= 1

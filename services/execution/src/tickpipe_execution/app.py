@@ -1,21 +1,29 @@
 """Execution composition: settings -> venue (paper exchange or ccxt) -> handler (transactional).
 
-Paper mode loads no credentials at all; live mode refuses to start without them.
+Paper mode loads no credentials at all; live mode refuses to start without them. Live mode
+keeps no state snapshot: its OMS is rebuilt from the ledger (see `live.oms`).
 """
 
 from __future__ import annotations
 
+import atexit
+import logging
 import os
 from decimal import Decimal
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tickpipe.service import ServiceContext, ServiceSpec
+from tickpipe.service import Handler, ServiceContext, ServiceSpec
 from tickpipe.topics import CONTROL, ORDERS, QUOTES, TRADES
 from tickpipe_execution.domain.paper import PaperConfig, PaperExchange
 from tickpipe_execution.domain.venue import Venue
 from tickpipe_execution.handlers import ExecutionHandler
+
+if TYPE_CHECKING:  # live imports ccxt: only loaded in live mode
+    from tickpipe_execution.live.ccxt_venue import CcxtVenue
+
+log = logging.getLogger(__name__)
 
 
 class ExecutionSettings(BaseSettings):
@@ -34,6 +42,18 @@ class ExecutionSettings(BaseSettings):
     rest_url: str | None = None  # a Binance-compatible REST base URL instead of the exchange's
     poll_ms: int = 2_000  # live: how often (market time) resting orders are polled for fills
     symbols: list[str] = []  # live: also scanned for unknown open orders at reconciliation
+    # live: the exchange's private stream (watch_orders/watch_my_trades) where it has one;
+    # polling every `stream_poll_ms` stays on as a safety net (every `poll_ms` while down).
+    stream: bool = True
+    ws_url: str | None = None  # a Binance-compatible WebSocket API URL instead of the exchange's
+    stream_poll_ms: int = 60_000
+    # live, opt-in: cancel all open orders once the stream has been down `disconnect_grace_ms`
+    # (where the exchange has a dead-man switch, cancelAllOrdersAfter(`dead_man_ms`) is kept
+    # armed as a heartbeat instead), and/or on a graceful shutdown.
+    cancel_on_disconnect: bool = False
+    disconnect_grace_ms: int = 5_000
+    dead_man_ms: int = 60_000
+    cancel_on_shutdown: bool = False
 
     def paper_config(self) -> PaperConfig:
         return PaperConfig(
@@ -48,8 +68,9 @@ def build_venue(s: ExecutionSettings) -> Venue:
     if s.mode == "paper":
         return PaperExchange(s.paper_config())
     from tickpipe_execution.live.ccxt_venue import CcxtVenue
-    from tickpipe_execution.live.clients import make_client
+    from tickpipe_execution.live.clients import make_client, make_stream_client
     from tickpipe_execution.live.credentials import CredentialsError, load_credentials
+    from tickpipe_execution.live.stream import DisconnectPolicy, UserStream
 
     try:
         creds = load_credentials(os.environ)
@@ -58,14 +79,56 @@ def build_venue(s: ExecutionSettings) -> Venue:
     urls = None
     if s.rest_url:
         urls = {"public": f"{s.rest_url}/api/v3", "private": f"{s.rest_url}/api/v3"}
-    client = make_client(
-        s.exchange, creds, sandbox=s.sandbox and not urls, timeout_ms=s.timeout_ms, urls=urls
+    sandbox = s.sandbox and not urls
+    client = make_client(s.exchange, creds, sandbox=sandbox, timeout_ms=s.timeout_ms, urls=urls)
+    venue = CcxtVenue(
+        client,
+        symbols=tuple(s.symbols),
+        poll_interval_ns=s.poll_ms * 1_000_000,
+        stream_poll_interval_ns=s.stream_poll_ms * 1_000_000,
     )
-    return CcxtVenue(client, symbols=tuple(s.symbols), poll_interval_ns=s.poll_ms * 1_000_000)
+    pro = None
+    # A custom REST URL without a stream URL (a test double): never the real exchange's stream.
+    if s.stream and (s.ws_url or not s.rest_url):
+        pro = make_stream_client(
+            s.exchange, creds, sandbox=sandbox, timeout_ms=s.timeout_ms, urls=urls, ws_url=s.ws_url
+        )
+    if pro is not None:
+        policy = DisconnectPolicy(
+            cancel_on_disconnect=s.cancel_on_disconnect,
+            grace_s=s.disconnect_grace_ms / 1000,
+            dead_man_s=s.dead_man_ms / 1000,
+        )
+        venue.stream = UserStream(pro, lambda: set(venue.traded), policy).start()
+    elif s.cancel_on_disconnect:
+        log.warning(
+            "no private stream for this exchange: cancel-on-disconnect has nothing to watch"
+        )
+    atexit.register(_shutdown, venue, s.cancel_on_shutdown)
+    return venue
 
 
-def build(ctx: ServiceContext) -> ExecutionHandler:
-    return ExecutionHandler(ctx.ids, build_venue(ExecutionSettings()))
+def _shutdown(venue: CcxtVenue, cancel: bool) -> None:
+    """A graceful stop (SIGTERM runs atexit; SIGKILL does not): optionally cancel everything
+    resting, then close the stream. The OMS reports those cancels when it next reconciles."""
+    if cancel:
+        try:
+            log.warning(
+                "shutting down: cancelling all open orders", extra={"n": venue.cancel_all()}
+            )
+        except Exception as exc:
+            log.error("cancel-all on shutdown failed", extra={"error": type(exc).__name__})
+    venue.close()
+
+
+def build(ctx: ServiceContext) -> Handler:
+    s = ExecutionSettings()
+    handler = ExecutionHandler(ctx.ids, build_venue(s))
+    if s.mode == "paper":
+        return handler
+    from tickpipe_execution.live.oms import LedgerBackedHandler, read_ledger
+
+    return LedgerBackedHandler(handler, lambda: read_ledger(ctx.bus), ctx.cache)
 
 
 SERVICE = ServiceSpec(

@@ -8,6 +8,10 @@ Rules that keep an order from being placed twice or lost:
 - A timeout, a dropped connection or a 5xx means the outcome is unknown: look the order up
   by client id, and only send it again when the exchange says it has no such order.
 - A rejection (invalid order, insufficient funds, auth) is final: never retried.
+
+Fills of resting orders come from the exchange's private stream where it has one (see
+`stream`), drained on the consume loop's thread, else from polling; either way they become
+the same venue events, applied once per exchange trade id.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from typing import Any, TypeVar
 
 import ccxt  # type: ignore[import-untyped]  # ccxt ships no stubs
@@ -34,6 +39,7 @@ from tickpipe_execution.domain.events import (
 )
 from tickpipe_execution.domain.orders import Order
 from tickpipe_execution.domain.reconcile import ExchangeOrder, ExchangeState
+from tickpipe_execution.live.stream import UserStream
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -66,12 +72,19 @@ class CcxtVenue:
         sleep: Callable[[float], None] = time.sleep,
         symbols: tuple[str, ...] = (),
         poll_interval_ns: int | None = 2_000_000_000,
+        stream: UserStream | None = None,
+        stream_poll_interval_ns: int | None = 60_000_000_000,
     ) -> None:
         # Without a private stream, resting orders' fills are found by polling (each poll
-        # costs one lookup per open order, paced by the bucket).
-        self.poll_interval_ns = poll_interval_ns
+        # costs one lookup per open order, paced by the bucket). With one, polling is a
+        # slow safety net, and the fast pace again while the stream is down.
+        self._poll_ns = poll_interval_ns
+        self._stream_poll_ns = stream_poll_interval_ns
+        self.stream = stream
         self.client = client
         self.symbols = symbols  # also scanned for orphan open orders at reconciliation
+        self.traded: set[str] = set(symbols)  # every symbol an order was sent for
+        self._coids: dict[str, str] = {}  # exchange order id -> client order id
         self.bucket = bucket or LIMITERS.for_exchange(str(client.id), float(client.rateLimit))
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
@@ -82,8 +95,62 @@ class CcxtVenue:
     def on_quote(self, key: str, bid: float, ask: float, ts: int) -> None:
         return None
 
+    @property
+    def poll_interval_ns(self) -> int | None:
+        """The OMS polls on this (market-time) interval; 0 asks for a poll now."""
+        stream = self.stream
+        if stream is None or not stream.connected:
+            return self._poll_ns
+        if stream.resync_pending:
+            return 0  # (re)subscribed: what happened while the stream was down is polled
+        return self._stream_poll_ns
+
+    @poll_interval_ns.setter
+    def poll_interval_ns(self, value: int | None) -> None:
+        self._poll_ns = value
+
     def on_trade(self, key: str, price: float, size: float, ts: int) -> list[VenueEvent]:
-        return []
+        """Market trades pace the consume loop: the stream's queued updates are applied here."""
+        return self.streamed()
+
+    def streamed(self) -> list[VenueEvent]:
+        if self.stream is None:
+            return []
+        out: list[VenueEvent] = []
+        for kind, item in self.stream.drain():
+            try:
+                out += self._trade_events(item) if kind == "trade" else self._order_update(item)
+            except (ccxt.BaseError, KeyError, TypeError, ValueError, ArithmeticError) as exc:
+                # An update that cannot be read (or whose fills cannot be fetched): poll at
+                # the next trade instead, which finds the truth at the exchange.
+                log.error("stream update not applied", extra={"error": type(exc).__name__})
+                self.stream.request_resync()
+        return out
+
+    def _trade_events(self, t: dict[str, Any]) -> list[VenueEvent]:
+        info = t.get("info") or {}
+        oid = str(t.get("order") or "")
+        coid = info.get("C") or info.get("c") or self._coids.get(oid)
+        return [fill_of(str(coid), oid, t)] if coid else []
+
+    def _order_update(self, o: dict[str, Any]) -> list[VenueEvent]:
+        coid = str(o.get("clientOrderId") or "")
+        if not coid:
+            return []
+        self._coids[str(o["id"])] = coid
+        status = o.get("status")
+        if status == "rejected":
+            return [Refused(coid, "rejected_by_exchange")]
+        ended = status in ("canceled", "cancelled", "expired")
+        filled = Decimal(str(o.get("filled") or 0)) > 0
+        if (ended and filled) or (filled and self.stream and not self.stream.trades_streamed):
+            # A cancel may overtake the trade updates of fills before it: fetch the fills
+            # first (applied once by trade id), so a cancelled order never loses one.
+            return self.order_events(coid, str(o["symbol"]), {**o, "trades": None})
+        out: list[VenueEvent] = [Acked(coid, str(o["id"]))]
+        if ended:
+            out.append(Cancelled(coid, f"{status}_at_exchange"))
+        return out
 
     def snapshot(self) -> dict[str, Any]:
         return {}
@@ -102,6 +169,7 @@ class CcxtVenue:
         maybe_sent: bool = False,
     ) -> list[VenueEvent]:
         symbol = symbol_of(key)
+        self.traded.add(symbol)
         if maybe_sent:
             # An exchange accepts a finished order's client id again: ask before sending.
             found = self.lookup(client_order_id, symbol)
@@ -188,6 +256,8 @@ class CcxtVenue:
             raise VenueUnavailable(type(exc).__name__) from None
 
     def _exchange_state(self, open_orders: list[Order]) -> ExchangeState:
+        if self.stream is not None:
+            self.stream.take_resync()  # updates from here on come through the stream too
         looked_up: dict[str, ExchangeOrder | None] = {}
         fills: list[Filled] = []
         for o in open_orders:
@@ -245,11 +315,25 @@ class CcxtVenue:
         status = order.get("status")
         if status == "rejected":
             return [Refused(client_order_id, "rejected_by_exchange")]
+        self._coids[str(order["id"])] = client_order_id
         out: list[VenueEvent] = [Acked(client_order_id, str(order["id"]))]
         out += self.order_fills(symbol, {**order, "clientOrderId": client_order_id})
         if status in ("canceled", "cancelled", "expired"):
             out.append(Cancelled(client_order_id, cancel_reason))
         return out
+
+    def cancel_all(self) -> int:
+        """Every open order on the symbols we trade, cancelled at the exchange (graceful
+        shutdown with cancel-on-shutdown). Returns the orders cancelled."""
+        n = 0
+        for symbol in sorted(self.traded):
+            cancelled: list[Any] = self._call(partial(self.client.cancel_all_orders, symbol))
+            n += len(cancelled or [])
+        return n
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.stop()
 
     # -- plumbing ---------------------------------------------------------------------------
 
