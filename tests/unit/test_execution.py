@@ -199,7 +199,8 @@ def test_execution_handler_when_market_order_with_quote_acks_then_fills() -> Non
     assert fill.trade_id == f"paper-{order.client_order_id}-1"
     assert {ack.exchange_order_id, fill.exchange_order_id} == {f"paper-{order.client_order_id}"}
     assert ack.causation_id == fill.causation_id == order.event_id
-    assert fill.ts_event == f.T0 + 7
+    # Stamped with the exchange's clock (the paper's market time), processed at T0 + 7.
+    assert (fill.ts_event, fill.ts_init) == (f.T0, f.T0 + 7)
     assert handler.orders[order.client_order_id].history == [S.NEW, S.SUBMITTED, S.ACKNOWLEDGED]
 
 

@@ -136,6 +136,7 @@ SERVICE = ServiceSpec(
     inputs=(ORDERS, QUOTES, TRADES, CONTROL),
     build=build,
     transactional=True,
-    latest_only=(QUOTES,),  # the paper exchange reads only the latest quote per instrument
+    # No `latest_only` for quotes: the paper exchange keeps the recent stream (a late order
+    # trades at the touch of its own point) and restores its arrival order by ingest_seq.
     default_http_port=9105,
 )

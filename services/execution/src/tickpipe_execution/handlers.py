@@ -4,6 +4,11 @@ The handler is the OMS: it owns each order's state machine, keyed by the client 
 risk derived from the order event, so a redelivered or replayed order is never placed
 twice. A venue (the paper exchange here) answers with venue events, which become state
 transitions and one report per state change or fill.
+
+Market data is put back in ingest's arrival order first (`tickpipe.arrival`), and orders
+carry the point of the market stream they were decided at (`market_seq`): the paper
+exchange then fills an order the same however the topics interleave on this consumer.
+Reports carry the venue's clock (paper: market time) as `ts_event`.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections.abc import Sequence
 
 import orjson
 
+from tickpipe.arrival import ArrivalOrder
 from tickpipe.ids import EventIds
 from tickpipe.messages import (
     ControlAction,
@@ -23,6 +29,8 @@ from tickpipe.messages import (
     OrderStatus,
     QuoteTick,
     TradeTick,
+    decode,
+    encode,
 )
 from tickpipe.service import Emit
 from tickpipe.topics import EXECUTIONS
@@ -55,6 +63,7 @@ class ExecutionHandler:
         # Orders created before this instance started may have reached the venue already
         # (placed in a batch whose transaction died with the process): look those up first.
         self._started_ns: int | None = None
+        self.arrival: ArrivalOrder[QuoteTick | TradeTick] = ArrivalOrder()
 
     def handle(self, event: Event, topic: str, now_ns: int) -> Sequence[Emit]:
         if self._started_ns is None:
@@ -93,20 +102,27 @@ class ExecutionHandler:
         return self._apply(result.events, now_ns)
 
     def _handle(self, event: Event, now_ns: int) -> Sequence[Emit]:
-        if isinstance(event, QuoteTick):
-            self._exchange.on_quote(event.key, event.bid, event.ask, event.ts_event)
-            return ()
-        if isinstance(event, TradeTick):
-            events = self._exchange.on_trade(event.key, event.price, event.size, event.ts_event)
-            out = self._apply(events, now_ns)
-            if self._poll_due(event.ts_event):
-                out += self.reconcile(now_ns)  # a live venue's fills, found by polling
+        if isinstance(event, (QuoteTick, TradeTick)):
+            out: list[Emit] = []
+            for ready in self.arrival.push(event.key, event.ingest_seq, event):
+                out += self._market(ready, now_ns)
             return out
         if isinstance(event, OrderRequest):
             return self._on_order(event, now_ns)
         if isinstance(event, ControlCommand):
             return self._on_control(event, now_ns)
         return ()
+
+    def _market(self, event: QuoteTick | TradeTick, now_ns: int) -> list[Emit]:
+        venue, seq = self._exchange, event.ingest_seq
+        if isinstance(event, QuoteTick):
+            venue.on_quote(event.key, event.bid, event.ask, event.ts_event, seq)
+            return []
+        events = venue.on_trade(event.key, event.price, event.size, event.ts_event, seq)
+        out = self._apply(events, now_ns)
+        if self._poll_due(event.ts_event):
+            out += self.reconcile(now_ns)  # a live venue's fills, found by polling
+        return out
 
     def open_orders(self) -> list[Order]:
         return [o for o in self.orders.values() if o.is_open]
@@ -120,6 +136,7 @@ class ExecutionHandler:
                 "kill_switch": self.kill_switch,
                 "last_poll_ns": self._last_poll_ns,
                 "venue": self._exchange.snapshot(),
+                "arrival": self.arrival.dump(lambda e: [e.event_type, encode(e).decode()]),
             }
         )
 
@@ -129,6 +146,8 @@ class ExecutionHandler:
         self.kill_switch = bool(state["kill_switch"])
         self._last_poll_ns = int(state.get("last_poll_ns", 0))
         self._exchange.restore(state["venue"])
+        self.arrival = ArrivalOrder()
+        self.arrival.load(state.get("arrival", {}), _market_event)
 
     # -- inputs -----------------------------------------------------------------------------
 
@@ -148,6 +167,8 @@ class ExecutionHandler:
             o.quantity,
             o.limit_price,
             maybe_sent=maybe_sent,
+            market_seq=o.market_seq,
+            order_ts=o.ts_event,
         )
         out = self._apply(events, now_ns)
         if order.status is OrderStatus.SUBMITTED:
@@ -211,7 +232,7 @@ class ExecutionHandler:
                 order.exchange_order_id = ev.exchange_order_id
                 if order.status is OrderStatus.SUBMITTED:  # else a lookup's echo: known
                     order.transition(OrderStatus.ACKNOWLEDGED)
-                    out.append(self._report(order, now_ns))
+                    out.append(self._report(order, now_ns, at=ev.ts))
             elif isinstance(ev, Refused):
                 order.transition(OrderStatus.REJECTED)
                 out.append(self._report(order, now_ns, reason=ev.reason))
@@ -226,6 +247,7 @@ class ExecutionHandler:
                         self._report(
                             order,
                             now_ns,
+                            at=ev.ts,
                             last_qty=ev.qty,
                             last_price=ev.price,
                             fee=ev.fee,
@@ -236,11 +258,14 @@ class ExecutionHandler:
                     )
         return out
 
-    def _report(self, order: Order, now_ns: int, **extra: object) -> Emit:
+    def _report(self, order: Order, now_ns: int, at: int | None = None, **extra: object) -> Emit:
+        """`at`: the venue's time of the event; else the venue's clock, else `now_ns`."""
         ORDERS_BY_STATE.labels(order.status.value).inc()
+        if at is None:
+            at = self._exchange.market_time(order.key)
         report = ExecutionReport(
             event_id=self._ids.new(),
-            ts_event=now_ns,
+            ts_event=now_ns if at is None else at,
             ts_init=now_ns,
             causation_id=order.causation_id,
             exchange=order.exchange,
@@ -257,3 +282,10 @@ class ExecutionHandler:
             **extra,
         )
         return Emit(EXECUTIONS, report)
+
+
+def _market_event(item: list[str]) -> QuoteTick | TradeTick:
+    event = decode(item[1].encode(), item[0])
+    if not isinstance(event, (QuoteTick, TradeTick)):
+        raise ValueError(f"snapshot holds a {type(event).__name__}, not market data")
+    return event

@@ -16,6 +16,7 @@ from tickpipe.messages import Liquidity
 class Acked:
     client_order_id: str
     exchange_order_id: str
+    ts: int | None = None  # the venue's time of the event (paper: market time); None: now
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Filled:
     liquidity: Liquidity
     trade_id: str
     exchange_order_id: str | None = None
+    ts: int | None = None  # the venue's time of the fill (paper: market time); None: now
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,15 @@
 """Paper exchange against the live market stream, deterministic under a simulated clock.
 
-- Time is market time: the latest `ts_event` seen per instrument. An order becomes active
-  `latency_ns` after the market time at which it arrived; only then is it acknowledged,
-  and only then can it trade.
+- Time is market time: the latest `ts_event` seen per instrument, in the order ingest
+  received the market data (the handler restores it; see `tickpipe.arrival`).
+- An order placed at a point of the market stream (its `market_seq`, the trade that closed
+  the bar it was decided on) becomes active at the first trade from that point on whose
+  market time is at least `latency_ns` after the order's time; only then is it
+  acknowledged, and only then can it trade. The stream may already be past that point
+  when the order reaches us (it took three hops, the market data one): the exchange then
+  finds the point in its recent history and trades as it would have then, so when an
+  order arrives never changes what it gets. Without `market_seq` (or past the history)
+  the order arrives "now".
 - Market orders (and limit orders marketable on activation) fill in full at the touch
   plus slippage, as takers. Limit orders otherwise rest, and fill as makers at their price
   when the market trades *through* it (strictly: at-price prints are assumed to fill the
@@ -15,6 +22,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
@@ -35,6 +43,17 @@ class PaperConfig:
     maker_fee_bps: Decimal = Decimal("2.5")
     tick_size: Decimal = Decimal("0.01")
     latency_ns: int = 0
+    history: int = 20_000  # market events kept per instrument for orders that arrive late
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """One market event as the exchange saw it: where, when, the touch after it, a print."""
+
+    seq: int | None
+    ts: int  # market time after the event
+    touch: Touch | None
+    trade: tuple[Decimal, Decimal] | None  # (price, size) for a trade
 
 
 @dataclass(frozen=True)
@@ -65,6 +84,7 @@ class PaperOrder:
     active: bool = False
     filled: Decimal = Decimal(0)
     fills: int = 0
+    after_seq: int | None = None  # not active before this point of the market stream
 
     @property
     def leaves(self) -> Decimal:
@@ -83,11 +103,12 @@ class PaperOrder:
             self.active,
             str(self.filled),
             self.fills,
+            self.after_seq,
         ]
 
     @classmethod
     def from_json(cls, d: list[Any]) -> PaperOrder:
-        coid, key, side, kind, qty, limit, active_at, active, filled, fills = d
+        coid, key, side, kind, qty, limit, active_at, active, filled, fills, *rest = d
         return cls(
             coid,
             key,
@@ -99,6 +120,7 @@ class PaperOrder:
             bool(active),
             Decimal(filled),
             int(fills),
+            rest[0] if rest else None,
         )
 
 
@@ -111,6 +133,8 @@ class PaperExchange:
         self._market_ts: dict[str, int] = {}
         self._book: dict[str, PaperOrder] = {}  # insertion order is arrival (time) priority
         self._pending: dict[str, None] = {}  # not yet active (latency): an ordered set
+        self._ticks: dict[str, deque[Tick]] = {}  # recent market events, not snapshotted
+        self.late_beyond_history = 0  # orders whose point had left the history
 
     # -- state ------------------------------------------------------------------------------
 
@@ -138,6 +162,9 @@ class PaperExchange:
     def touch(self, key: str) -> Touch | None:
         return self._touch.get(key)
 
+    def market_time(self, key: str) -> int | None:
+        return self._market_ts.get(key)
+
     def open_orders(self) -> list[PaperOrder]:
         return list(self._book.values())
 
@@ -146,24 +173,44 @@ class PaperExchange:
     def _advance(self, key: str, ts: int) -> None:
         self._market_ts[key] = max(self._market_ts.get(key, ts), ts)
 
-    def on_quote(self, key: str, bid: float, ask: float, ts: int) -> None:
+    def _record(self, key: str, seq: int | None, trade: tuple[Decimal, Decimal] | None) -> None:
+        ticks = self._ticks.get(key)
+        if ticks is None:
+            ticks = self._ticks[key] = deque(maxlen=self.config.history)
+        ticks.append(Tick(seq, self._market_ts[key], self._touch.get(key), trade))
+
+    def on_quote(self, key: str, bid: float, ask: float, ts: int, seq: int | None = None) -> None:
         self._touch[key] = Touch(Decimal(str(bid)), Decimal(str(ask)), ts)
         self._advance(key, ts)
+        self._record(key, seq, None)
 
-    def on_trade(self, key: str, price: float, size: float, ts: int) -> list[VenueEvent]:
+    def on_trade(
+        self, key: str, price: float, size: float, ts: int, seq: int | None = None
+    ) -> list[VenueEvent]:
         self._advance(key, ts)
-        out = self._activate_due(key)
         px, volume = Decimal(str(price)), Decimal(str(size))
+        self._record(key, seq, (px, volume))
+        out = self._activate_due(key, seq)
+        return out + self._trade_through(key, px, volume, self._market_ts[key])
+
+    def _trade_through(
+        self, key: str, px: Decimal, volume: Decimal, ts: int, only: str | None = None
+    ) -> list[VenueEvent]:
+        """Resting limit orders the print trades through, in time priority (`only`: one
+        order, replaying the history for it)."""
+        out: list[VenueEvent] = []
         for o in list(self._book.values()):
             if volume <= 0:
                 break
             if o.key != key or not o.active or o.limit_price is None:
                 continue
+            if only is not None and o.client_order_id != only:
+                continue
             through = px < o.limit_price if o.side == "buy" else px > o.limit_price
             if through:
                 qty = min(o.leaves, volume)
                 volume -= qty
-                out.append(self._fill(o, qty, o.limit_price, Liquidity.MAKER))
+                out.append(self._fill(o, qty, o.limit_price, Liquidity.MAKER, ts))
         return out
 
     # -- orders -----------------------------------------------------------------------------
@@ -177,7 +224,11 @@ class PaperExchange:
         quantity: Decimal,
         limit_price: Decimal | None = None,
         maybe_sent: bool = False,
+        market_seq: int | None = None,
+        order_ts: int | None = None,
     ) -> list[VenueEvent]:
+        """`market_seq`/`order_ts`: the point of the market stream the order was decided at
+        and its time (see the module doc); without them it arrives now."""
         # `maybe_sent` needs no lookup here: the book is snapshotted with the OMS.
         if client_order_id in self._book:
             return []  # the exchange already holds it: a client id is placed once
@@ -186,6 +237,7 @@ class PaperExchange:
         now = self._market_ts.get(key)
         if now is None:
             return [Refused(client_order_id, "no_market_data")]
+        at = (now if order_ts is None or market_seq is None else order_ts) + self.config.latency_ns
         order = PaperOrder(
             client_order_id,
             key,
@@ -193,11 +245,41 @@ class PaperExchange:
             order_type,
             quantity,
             limit_price,
-            now + self.config.latency_ns,
+            at,
+            after_seq=market_seq,
         )
         self._book[client_order_id] = order
+        if market_seq is not None:
+            late = self._from_history(order)
+            if late is not None:
+                return late
         self._pending[client_order_id] = None
-        return self._activate_due(key)
+        return self._activate_due(key, None)
+
+    def _from_history(self, o: PaperOrder) -> list[VenueEvent] | None:
+        """An order whose activation point the stream has passed: activate it there and let
+        the prints since then reach it. None when the point is still ahead (pending)."""
+        ticks = self._ticks.get(o.key)
+        if not ticks or ticks[-1].seq is None or o.after_seq is None:
+            return None
+        if ticks[-1].seq < o.after_seq:
+            return None  # ahead of the stream: waits for the point
+        if ticks[0].seq is not None and ticks[0].seq > o.after_seq:
+            self.late_beyond_history += 1
+            return None  # the point left the history: it arrives now (counted)
+        touch: Touch | None = None
+        out: list[VenueEvent] | None = None
+        for tick in ticks:
+            seq = tick.seq
+            if out is None:
+                touch = tick.touch
+                due = seq is not None and seq >= o.after_seq and tick.ts >= o.active_at
+                if tick.trade is None or not due:
+                    continue
+                out = self._activate(o, touch, tick.ts)
+            if tick.trade is not None and o.client_order_id in self._book:
+                out += self._trade_through(o.key, *tick.trade, tick.ts, only=o.client_order_id)
+        return out
 
     def cancel(self, client_order_id: str, reason: str, key: str = "") -> list[VenueEvent]:
         self._pending.pop(client_order_id, None)
@@ -224,25 +306,29 @@ class PaperExchange:
         coids = [c for c, o in self._book.items() if target in ("*", o.key)]
         return [e for c in coids for e in self.cancel(c, reason)]
 
-    def _activate_due(self, key: str) -> list[VenueEvent]:
+    def _activate_due(self, key: str, seq: int | None) -> list[VenueEvent]:
+        """Pending orders whose point this trade (`seq`; None: submission) reaches."""
         now = self._market_ts.get(key)
         out: list[VenueEvent] = []
         if now is None or not self._pending:
             return out
         for c in list(self._pending):
             o = self._book[c]
-            if o.key == key and o.active_at <= now:
-                del self._pending[c]
-                out += self._activate(o)
+            if o.key != key or o.active_at > now:
+                continue
+            if o.after_seq is not None and (seq is None or seq < o.after_seq):
+                continue  # decided at a later point of the stream than this one
+            del self._pending[c]
+            out += self._activate(o, self._touch.get(key), now)
         return out
 
-    def _activate(self, o: PaperOrder) -> list[VenueEvent]:
-        touch = self._touch.get(o.key)
+    def _activate(self, o: PaperOrder, touch: Touch | None, ts: int) -> list[VenueEvent]:
+        self._pending.pop(o.client_order_id, None)
         if o.order_type is OrderType.MARKET and touch is None:
             del self._book[o.client_order_id]
             return [Refused(o.client_order_id, "no_market_data")]
         o = self._book[o.client_order_id] = replace(o, active=True)
-        out: list[VenueEvent] = [Acked(o.client_order_id, exchange_order_id(o.client_order_id))]
+        out: list[VenueEvent] = [Acked(o.client_order_id, exchange_order_id(o.client_order_id), ts)]
         if touch is None:
             return out
         price = self._taker_price(o.side, touch)
@@ -251,10 +337,10 @@ class PaperExchange:
             if (o.side == "buy" and touch.ask > limit) or (o.side == "sell" and touch.bid < limit):
                 return out  # not marketable: rests
             price = min(price, limit) if o.side == "buy" else max(price, limit)
-        out.append(self._fill(o, o.leaves, price, Liquidity.TAKER))
+        out.append(self._fill(o, o.leaves, price, Liquidity.TAKER, ts))
         return out
 
-    def _fill(self, o: PaperOrder, qty: Decimal, price: Decimal, liq: Liquidity) -> Filled:
+    def _fill(self, o: PaperOrder, qty: Decimal, price: Decimal, liq: Liquidity, ts: int) -> Filled:
         bps = self.config.taker_fee_bps if liq is Liquidity.TAKER else self.config.maker_fee_bps
         o = replace(o, filled=o.filled + qty, fills=o.fills + 1)
         if o.leaves == 0:
@@ -270,6 +356,7 @@ class PaperExchange:
             liq,
             f"paper-{o.client_order_id}-{o.fills}",
             exchange_order_id(o.client_order_id),
+            ts,
         )
 
     # -- pricing ----------------------------------------------------------------------------

@@ -15,9 +15,19 @@ class Venue(Protocol):
     # How often (market time) the OMS polls the venue for fills; None: it reports them itself.
     poll_interval_ns: int | None
 
-    def on_quote(self, key: str, bid: float, ask: float, ts: int) -> None: ...
+    # `seq`: the record's `ingest_seq` (market data reaches the venue in arrival order).
+    def on_quote(
+        self, key: str, bid: float, ask: float, ts: int, seq: int | None = None
+    ) -> None: ...
 
-    def on_trade(self, key: str, price: float, size: float, ts: int) -> list[VenueEvent]: ...
+    def on_trade(
+        self, key: str, price: float, size: float, ts: int, seq: int | None = None
+    ) -> list[VenueEvent]: ...
+
+    def market_time(self, key: str) -> int | None:
+        """The venue's clock for `key` (paper: market time), stamped on reports; None: the
+        handler's processing time (a live exchange runs on the wall clock)."""
+        ...
 
     def submit(
         self,
@@ -28,6 +38,8 @@ class Venue(Protocol):
         quantity: Decimal,
         limit_price: Decimal | None = None,
         maybe_sent: bool = False,
+        market_seq: int | None = None,
+        order_ts: int | None = None,
     ) -> list[VenueEvent]: ...
 
     def cancel(self, client_order_id: str, reason: str, key: str = "") -> list[VenueEvent]: ...

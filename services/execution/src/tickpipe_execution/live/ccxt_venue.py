@@ -92,8 +92,11 @@ class CcxtVenue:
 
     # -- Venue ------------------------------------------------------------------------------
 
-    def on_quote(self, key: str, bid: float, ask: float, ts: int) -> None:
+    def on_quote(self, key: str, bid: float, ask: float, ts: int, seq: int | None = None) -> None:
         return None
+
+    def market_time(self, key: str) -> int | None:
+        return None  # the exchange runs on the wall clock: reports carry processing time
 
     @property
     def poll_interval_ns(self) -> int | None:
@@ -109,7 +112,9 @@ class CcxtVenue:
     def poll_interval_ns(self, value: int | None) -> None:
         self._poll_ns = value
 
-    def on_trade(self, key: str, price: float, size: float, ts: int) -> list[VenueEvent]:
+    def on_trade(
+        self, key: str, price: float, size: float, ts: int, seq: int | None = None
+    ) -> list[VenueEvent]:
         """Market trades pace the consume loop: the stream's queued updates are applied here."""
         return self.streamed()
 
@@ -167,6 +172,8 @@ class CcxtVenue:
         quantity: Decimal,
         limit_price: Decimal | None = None,
         maybe_sent: bool = False,
+        market_seq: int | None = None,  # the paper exchange's; a live order trades now
+        order_ts: int | None = None,
     ) -> list[VenueEvent]:
         symbol = symbol_of(key)
         self.traded.add(symbol)
