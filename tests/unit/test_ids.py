@@ -89,3 +89,13 @@ def test_ulid_time_ms_when_ids_from_later_ms_sort_after_earlier() -> None:
 
     assert ulid_time_ms(second) == ulid_time_ms(first) + 1
     assert second > first
+
+
+def test_random_part_when_encoded_by_pairs_equals_the_character_loop() -> None:
+    import random
+
+    from tickpipe.ids import _encode, _encode_random
+
+    rng = random.Random(7)
+    for value in [0, (1 << 80) - 1, *(rng.getrandbits(80) for _ in range(2_000))]:
+        assert _encode_random(value) == _encode(value, 16)

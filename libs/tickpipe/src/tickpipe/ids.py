@@ -16,12 +16,33 @@ _RANDOM_BITS = 80
 _RANDOM_MAX = (1 << _RANDOM_BITS) - 1
 
 
+# The random part (80 bits, 16 characters) by 10-bit pairs from a table: ~3x faster than
+# a character loop, and an id is made for every event.
+_PAIRS = [_ALPHABET[i >> 5] + _ALPHABET[i & 31] for i in range(1024)]
+
+
 def _encode(value: int, length: int) -> str:
     chars = []
     for _ in range(length):
         chars.append(_ALPHABET[value & 31])
         value >>= 5
     return "".join(reversed(chars))
+
+
+def _encode_random(value: int) -> str:
+    p = _PAIRS
+    return "".join(
+        (
+            p[(value >> 70) & 1023],
+            p[(value >> 60) & 1023],
+            p[(value >> 50) & 1023],
+            p[(value >> 40) & 1023],
+            p[(value >> 30) & 1023],
+            p[(value >> 20) & 1023],
+            p[(value >> 10) & 1023],
+            p[value & 1023],
+        )
+    )
 
 
 class EventIds:
@@ -49,7 +70,7 @@ class EventIds:
                 self._last_ms = ms
                 self._last_rand = self._rng.getrandbits(_RANDOM_BITS)
                 self._prefix = _encode(ms, 10)
-            return self._prefix + _encode(self._last_rand, 16)
+            return self._prefix + _encode_random(self._last_rand)
 
 
 def ulid_time_ms(event_id: str) -> int:

@@ -33,6 +33,7 @@ from tickpipe.messages import (
     encode,
 )
 from tickpipe.service import Emit
+from tickpipe.telemetry.metrics import child
 from tickpipe.topics import EXECUTIONS
 from tickpipe_execution.domain.events import (
     Acked,
@@ -260,7 +261,7 @@ class ExecutionHandler:
 
     def _report(self, order: Order, now_ns: int, at: int | None = None, **extra: object) -> Emit:
         """`at`: the venue's time of the event; else the venue's clock, else `now_ns`."""
-        ORDERS_BY_STATE.labels(order.status.value).inc()
+        child(ORDERS_BY_STATE, order.status.value).inc()
         if at is None:
             at = self._exchange.market_time(order.key)
         report = ExecutionReport(

@@ -5,8 +5,9 @@ live in `domain/`.
 
 Two clocks. Market time (the latest `ts_event` of a signal or an execution report: the
 paper exchange stamps its reports with its market time, a live venue with the exchange's)
-runs the controls that count over time: throttles, duplicate windows, the breaker, loss windows. Processing time
-(`now_ns`) judges staleness: a signal or price that waited too long in the pipeline. The
+runs the controls that count over time: throttles, duplicate windows, the breaker, loss
+windows. Processing time (`now_ns`) judges staleness: a signal or price that waited too
+long in the pipeline. The
 reference price is the touch the signal carries (the latest quote when its bar closed,
 in ingest's arrival order), not whichever quote this consumer happened to read last: so
 a Kafka deployment and a backtest on the same data make the same decisions.
@@ -37,7 +38,7 @@ from tickpipe.messages import (
     Signal,
 )
 from tickpipe.service import Emit, Rejected
-from tickpipe.telemetry.metrics import ERRORS
+from tickpipe.telemetry.metrics import ERRORS, child
 from tickpipe.topics import CONTROL, ORDERS, RISK_DECISIONS
 from tickpipe_risk.domain.books import Fill
 from tickpipe_risk.domain.checks import Intent
@@ -243,8 +244,8 @@ class RiskHandler:
                 DUPLICATE_FILLS.inc()
             else:
                 pnl = self._store.publish_books(engine.state, r.key, r.strategy_id)
-                POSITION.labels(r.key).set(float(engine.state.books.account[r.key].qty))
-                PNL.labels(self._account).set(float(pnl["net"]))
+                child(POSITION, r.key).set(float(engine.state.books.account[r.key].qty))
+                child(PNL, self._account).set(float(pnl["net"]))
             if result.disabled:
                 HALTS.labels(r.key, "fill_throttle").set(1)
                 self._store.save_controls(engine.state)
@@ -327,4 +328,4 @@ class RiskHandler:
         return child
 
     def _circuit_gauge(self, key: str) -> None:
-        CIRCUIT.labels(key).set(CIRCUIT_LEVEL[self.engine.state.breaker(key).state])
+        child(CIRCUIT, key).set(CIRCUIT_LEVEL[self.engine.state.breaker(key).state])

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tickpipe.backtest.config import BacktestConfig, ConfigError, load_file, split_key
+from tickpipe.backtest.config import ENGINES, BacktestConfig, ConfigError, load_file, split_key
 
 SAMPLE = Path("data/sample/binance-spot-btcusdt-20240808.gz")
 
@@ -65,12 +66,71 @@ def add_parser(sub: Any) -> None:
         default=[],
         help="service.setting=v1,v2,... (repeat for a grid)",
     )
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="ticks",
+        help="ticks: every trade and quote through all five services (any settings); "
+        "bars: bars and features in polars, the rest per bar (market orders, no latency)",
+    )
+    p.add_argument("--loops", type=int, default=1, help="replay the data N times, shifted")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="sweep processes")
     p.add_argument("--seed", type=int, default=0, help="seed of the event ids")
     p.add_argument("--json", dest="json_out", type=Path, help="write the report as JSON here")
     p.add_argument("--html", type=Path, help="write report.html and PNG plots into this folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=main)
+
+    d = sub.add_parser(
+        "dataset",
+        help="normalise market data through ingest into a Parquet dataset (for --engine bars)",
+    )
+    d.add_argument("--data", type=Path, nargs="+", required=True, help="market data file(s)")
+    d.add_argument("--out", type=Path, required=True, help="the dataset folder to write")
+    d.add_argument("--from", dest="start", type=_time, help="start time (UTC), inclusive")
+    d.add_argument("--to", dest="end", type=_time, help="end time (UTC), exclusive")
+    d.add_argument("--loops", type=int, default=1, help="replay the data N times, shifted")
+    d.set_defaults(func=dataset_main)
+
+
+def dataset_main(args: argparse.Namespace) -> int:
+    from tickpipe.app import load_specs
+    from tickpipe.backtest.config import environment
+    from tickpipe.backtest.dataset import export
+
+    missing = [str(p) for p in args.data if not p.exists()]
+    if missing:
+        print(f"tickpipe dataset: no such data file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    if args.out.exists() and any(args.out.iterdir()):
+        print(f"tickpipe dataset: {args.out} is not empty", file=sys.stderr)
+        return 2
+    config = BacktestConfig(data=tuple(args.data), start=args.start, end=args.end, loops=args.loops)
+    with environment(config.env()), _progress(quiet=False) as progress:
+        task = progress.add_task("ingest", total=None)
+        dataset = export(
+            load_specs()["ingest"],
+            args.out,
+            [str(p) for p in args.data],
+            on_progress=lambda n: progress.advance(task, n),
+        )
+    m = dataset.manifest
+    print(
+        f"{args.out}: {m['trades']:,} trades, {m['quotes']:,} quotes, "
+        f"{m['dead_letters']:,} dead letters, {len(m['instruments'])} instrument(s)"
+    )
+    return 0
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed:,} records"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=quiet,
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -83,6 +143,8 @@ def main(args: argparse.Namespace) -> int:
             model=args.model,
             settings=settings,
             seed=args.seed,
+            engine=args.engine,
+            loops=args.loops,
         ).with_settings({k: _value(v) for k, v in args.set})
         for key, values in args.sweep:
             axes[key] = [_value(v) for v in values.split(",")]
@@ -103,15 +165,9 @@ def _single(config: BacktestConfig, args: argparse.Namespace) -> int:
     from tickpipe.backtest.report import build_report, write_json
 
     err = Console(stderr=True)
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TextColumn("{task.completed:,} records"),
-        TimeElapsedColumn(),
-        console=err,
-        disable=args.quiet,
-    ) as progress:
-        task = progress.add_task("backtest", total=None)
+    with _progress(args.quiet) as progress:
+        unit = "bars" if config.engine == "bars" else "records"
+        task = progress.add_task(f"backtest ({unit})", total=None)
         result = run_backtest(config, on_progress=lambda n: progress.advance(task, n))
     report = build_report(result.fills, result.marks, result.capital)
     console = Console()
@@ -137,9 +193,17 @@ def _sweep(config: BacktestConfig, axes: dict[str, list[Any]], args: argparse.Na
     n = len(grid(axes))
     workers = max(1, min(args.workers, n))
     err.print(f"sweep: {n} points on {workers} worker(s)")
-    points = run_sweep(
-        config, axes, workers, on_done=lambda p: err.print(f"  done {p.params}", highlight=False)
-    )
+    with ExitStack() as stack:
+        if config.engine == "bars":  # one dataset for every point
+            from tickpipe.backtest.engine import prepared
+
+            config = stack.enter_context(prepared(config))
+        points = run_sweep(
+            config,
+            axes,
+            workers,
+            on_done=lambda p: err.print(f"  done {p.params}", highlight=False),
+        )
     columns = (
         "final_equity",
         "total_return",

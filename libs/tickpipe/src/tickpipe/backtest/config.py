@@ -39,6 +39,8 @@ class BacktestConfig:
     model: str | None = None  # `VERSION`, `NAME/VERSION` in the registry, or a model folder
     settings: Settings = field(default_factory=dict)
     seed: int = 0
+    engine: str = "ticks"  # "ticks": every record through all five; "bars": see bars_engine
+    loops: int = 1  # replay the data this many times, later loops shifted in time
 
     def with_settings(self, overrides: Mapping[str, Any]) -> BacktestConfig:
         """A copy with `section.name` -> value overrides (a sweep point)."""
@@ -57,12 +59,17 @@ class BacktestConfig:
             env["TICKPIPE_INGEST_START"] = self.start.isoformat()
         if self.end is not None:
             env["TICKPIPE_INGEST_END"] = self.end.isoformat()
+        if self.loops != 1:
+            env["TICKPIPE_INGEST_LOOPS"] = str(self.loops)
         for section, values in sorted(self.settings.items()):
             for name, value in sorted(values.items()):
                 env[f"TICKPIPE_{section.upper()}_{name.upper()}"] = _env_value(value)
         if self.model is not None:
             env["TICKPIPE_INFERENCE_MODEL_DIR"] = str(model_dir(self.model, self.settings))
         return env
+
+
+ENGINES = ("ticks", "bars")
 
 
 def split_key(dotted: str) -> tuple[str, str]:

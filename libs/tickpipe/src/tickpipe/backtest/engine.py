@@ -7,15 +7,25 @@ same topics as the Kafka deployment.
 
 from __future__ import annotations
 
+import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from pathlib import Path
 
 import orjson
 
 from tickpipe.app import SERVICE_ORDER, load_specs
-from tickpipe.backtest.config import BacktestConfig, environment, settings_class, validate
+from tickpipe.backtest.config import (
+    ENGINES,
+    BacktestConfig,
+    ConfigError,
+    environment,
+    settings_class,
+    validate,
+)
 from tickpipe.backtest.report import Fill, Mark
 from tickpipe.bus.base import Record
 from tickpipe.embedded import EmbeddedPipeline
@@ -50,6 +60,42 @@ class BacktestResult:
 def run_backtest(
     config: BacktestConfig, on_progress: Callable[[int], None] | None = None
 ) -> BacktestResult:
+    """Runs the configured engine; the bars engine over a dataset (see `prepared`)."""
+    if config.engine == "bars":
+        from tickpipe.backtest.bars_engine import run_bars  # it builds on this module
+        from tickpipe.backtest.dataset import Dataset
+
+        with prepared(config) as ready:
+            return run_bars(ready, Dataset.open(ready.data[0]), on_progress)
+    if config.engine != "ticks":
+        raise ConfigError(f"engine {config.engine!r}: one of {ENGINES}")
+    return run_ticks(config, on_progress)
+
+
+@contextmanager
+def prepared(config: BacktestConfig) -> Iterator[BacktestConfig]:
+    """`config` with its data as a dataset: as given, or exported by ingest to a temporary
+    folder (removed afterwards) when it names market data files."""
+    from tickpipe.backtest.dataset import Dataset, export
+
+    if len(config.data) == 1 and Dataset.is_dataset(config.data[0]):
+        yield config
+        return
+    with tempfile.TemporaryDirectory(prefix="tickpipe-dataset-") as tmp:
+        specs = load_specs()
+        with environment(config.env()):
+            export(specs["ingest"], Path(tmp), [str(p) for p in config.data], config.seed)
+        # The window and loops are in the dataset now.
+        yield replace(config, data=(Path(tmp),), start=None, end=None, loops=1)
+
+
+def run_ticks(
+    config: BacktestConfig, on_progress: Callable[[int], None] | None = None
+) -> BacktestResult:
+    from tickpipe.backtest.dataset import Dataset
+
+    if any(Dataset.is_dataset(p) for p in config.data):
+        raise ConfigError("a dataset folder is read by the bars engine: add --engine bars")
     specs = load_specs()
     validate(config.settings, specs)
     env = config.env()

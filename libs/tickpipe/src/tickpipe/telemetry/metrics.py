@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 # Latency buckets from 100 µs to 5 s: the pipeline's budget is milliseconds.
@@ -60,3 +62,16 @@ READY = Gauge("tickpipe_ready", "1 when the service is connected and assigned.",
 CONSUMER_LAG = Gauge(
     "tickpipe_consumer_lag", "Records behind the end of the topic.", ["service", "topic"]
 )
+
+
+_CHILDREN: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+
+def child(metric: Any, *labels: str) -> Any:
+    """`metric.labels(*labels)`, remembered: `.labels()` costs microseconds (it validates
+    and locks) and hot paths ask for the same few children on every event."""
+    key = (id(metric), labels)
+    found = _CHILDREN.get(key)
+    if found is None:
+        found = _CHILDREN[key] = metric.labels(*labels)
+    return found

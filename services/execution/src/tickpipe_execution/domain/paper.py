@@ -267,16 +267,20 @@ class PaperExchange:
         if ticks[0].seq is not None and ticks[0].seq > o.after_seq:
             self.late_beyond_history += 1
             return None  # the point left the history: it arrives now (counted)
-        touch: Touch | None = None
+        # Orders come a few events late: walk back to the point, not forward from the start.
+        tail: list[Tick] = []
+        for tick in reversed(ticks):
+            tail.append(tick)
+            if tick.seq is not None and tick.seq <= o.after_seq:
+                break
         out: list[VenueEvent] | None = None
-        for tick in ticks:
+        for tick in reversed(tail):
             seq = tick.seq
             if out is None:
-                touch = tick.touch
                 due = seq is not None and seq >= o.after_seq and tick.ts >= o.active_at
                 if tick.trade is None or not due:
                     continue
-                out = self._activate(o, touch, tick.ts)
+                out = self._activate(o, tick.touch, tick.ts)
             if tick.trade is not None and o.client_order_id in self._book:
                 out += self._trade_through(o.key, *tick.trade, tick.ts, only=o.client_order_id)
         return out

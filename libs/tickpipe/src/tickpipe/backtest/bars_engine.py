@@ -1,0 +1,285 @@
+"""The bars engine: bars and features in polars, then the services' handlers per bar.
+
+The ticks engine pushes every trade and quote through all five handlers; most of that work
+is the feature service turning ticks into bars. Here the bars and features come from the
+polars batch path (`tickpipe_quant.batch`, held equal to the streaming one by tests),
+over a dataset written by ingest's own code (`dataset.py`), a chunk at a time. Only what
+follows a bar crosses the handlers: the feature vector to inference, its signal to risk,
+orders to execution, reports back to risk, routed by the topics each service consumes.
+
+The paper exchange sees, per bar, the touch and the trade that closed the bar: all a
+market order with no simulated latency can trade on (see `paper.py`: such an order fills
+at the closing trade, at the touch before it). Limit orders (which rest and wait for
+prints) and latency need every tick: those configurations are refused here; the ticks
+engine runs them.
+
+Processing time moves a block of bars at a time (the block is consumed at once, as a
+runner's micro-batch is); decisions run on market time, so the block size changes nothing
+but speed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from decimal import Decimal
+from typing import Any, cast
+
+import polars as pl
+
+from tickpipe.app import load_specs
+from tickpipe.backtest.config import (
+    BacktestConfig,
+    ConfigError,
+    environment,
+    settings_class,
+    validate,
+)
+from tickpipe.backtest.dataset import Dataset
+from tickpipe.backtest.engine import DEFAULT_CAPITAL, BacktestResult, fills_of
+from tickpipe.backtest.report import Mark
+from tickpipe.bus.base import Record
+from tickpipe.bus.memory import MemoryBus
+from tickpipe.cache.memory import MemoryCache
+from tickpipe.clock import SimClock
+from tickpipe.ids import EventIds
+from tickpipe.messages import FeatureVector, QuoteTick, RiskDecision, Signal, TradeTick
+from tickpipe.runner import encode_emit
+from tickpipe.service import BatchHandler, Emit, Handler, Rejected, ServiceContext, ServiceSpec
+from tickpipe.settings import PlatformSettings
+from tickpipe.summary import Summary
+from tickpipe.topics import DLQ, EXECUTIONS, FEATURES, ORDERS, QUOTES, RISK_DECISIONS, TRADES
+from tickpipe_quant.batch import (
+    QUOTE_SCHEMA,
+    TRADE_SCHEMA,
+    features_of,
+    time_bars_chunked,
+    touch_at_emit,
+)
+from tickpipe_quant.features import FEATURE_NAMES, feature_set_name
+
+HANDLERS = ("inference", "risk", "execution")  # the services after the feature service
+BLOCK = 256  # bars scored by one model call
+
+
+def run_bars(
+    config: BacktestConfig, dataset: Dataset, on_progress: Callable[[int], None] | None = None
+) -> BacktestResult:
+    specs = load_specs()
+    validate(config.settings, specs)
+    clock = SimClock()
+    ctx = ServiceContext(
+        PlatformSettings(bus="memory", redis_url=None),
+        MemoryBus(),
+        MemoryCache(clock),
+        clock,
+        EventIds(clock, seed=config.seed),
+    )
+    with environment(config.env()):
+        settings = {n: _settings(specs[n]) for n in ("feature", "risk", "execution")}
+        _check_supported(settings)
+        handlers = {n: cast(Handler, specs[n].build(ctx)) for n in HANDLERS}
+    started = time.perf_counter()
+    feature = settings["feature"]
+    interval = round(float(feature.bar_seconds) * 1e9)
+    lateness = round(float(feature.allowed_lateness_s) * 1e9)
+    router = _Router(specs, handlers)
+    bars = _bars(dataset, interval, lateness)
+    feature_set = feature_set_name(interval)
+    marks: list[Mark] = []
+    numbers: dict[str, int] = {}
+    inference = cast(BatchHandler, handlers["inference"])
+    for block in _blocks(bars, BLOCK):
+        clock.advance_to(int(block["emit_ts"].max()))  # type: ignore[arg-type]
+        now = clock.now_ns()
+        rows = list(block.iter_rows(named=True))
+        vectors, feeds = [], []
+        for row in rows:
+            market = _market_events(row, numbers, now, ctx.ids)
+            feeds.append(market)
+            seq = cast(TradeTick, market[-1].event).ingest_seq
+            vectors.append(_vector(row, feature_set, seq, now, ctx.ids))
+            marks.append(Mark(row["end"], f"{row['exchange']}:{row['symbol']}", row["close"]))
+        router.summary.add("bars", len(vectors))
+        scored = inference.handle_batch([(v, FEATURES) for v in vectors], now)
+        for market, outcome in zip(feeds, scored, strict=True):
+            router.route(market, now)
+            if isinstance(outcome, Exception):
+                router.dead_letter(outcome)
+            else:
+                router.route(outcome, now)
+        if on_progress:
+            on_progress(len(rows))
+    elapsed = time.perf_counter() - started
+    summary = router.summary
+    summary.counts["trades"] = int(dataset.manifest["trades"])
+    summary.counts["quotes"] = int(dataset.manifest["quotes"])
+    risk = settings["risk"]
+    return BacktestResult(
+        orders=router.orders,
+        executions=router.executions,
+        fills=fills_of(router.executions),
+        marks=marks,
+        summary=summary,
+        capital=float(getattr(risk, "capital", DEFAULT_CAPITAL)),
+        events=summary.counts["trades"] + summary.counts["quotes"],
+        trades=summary.counts["trades"],
+        elapsed_s=elapsed,
+        settings=config.env(),
+    )
+
+
+def _settings(spec: ServiceSpec) -> Any:
+    cls = settings_class(spec)
+    if cls is None:
+        raise ConfigError(f"{spec.name}: no settings class found")
+    return cls()
+
+
+def _check_supported(settings: dict[str, Any]) -> None:
+    if str(getattr(settings["risk"], "order_type", "market")) != "market":
+        raise ConfigError("the bars engine trades market orders only; use --engine ticks")
+    if Decimal(str(getattr(settings["execution"], "latency_ms", 0))) != 0:
+        raise ConfigError("the bars engine has no paper latency; use --engine ticks")
+
+
+def _bars(dataset: Dataset, interval: int, lateness: int) -> pl.DataFrame:
+    """Every instrument's emitted feature rows with the touch and the closing trade, in the
+    order the bars were emitted."""
+    frames = []
+    trade_cols, quote_cols = list(TRADE_SCHEMA), list(QUOTE_SCHEMA)
+    for exchange, symbol in dataset.instruments():
+        trades = dataset.chunks("trades", exchange, symbol, trade_cols)
+        bars = time_bars_chunked(trades, interval, lateness).bars
+        quotes = dataset.chunks("quotes", exchange, symbol, quote_cols)
+        rows = features_of(touch_at_emit(bars, quotes))
+        defined = [pl.col(n).is_not_null() & pl.col(n).is_not_nan() for n in FEATURE_NAMES]
+        rows = rows.filter(pl.all_horizontal(defined))
+        closing = pl.concat(
+            c.join(rows.select("emit_seq"), left_on="seq", right_on="emit_seq", how="semi")
+            for c in dataset.chunks("trades", exchange, symbol, trade_cols)
+        ).rename({"seq": "emit_seq", "ts": "emit_ts", "price": "emit_price", "size": "emit_size"})
+        frames.append(
+            rows.join(closing, on="emit_seq", how="left").with_columns(
+                exchange=pl.lit(exchange), symbol=pl.lit(symbol)
+            )
+        )
+    if not frames:
+        return pl.DataFrame()
+    return pl.concat(frames).sort("emit_ts", "exchange", "symbol", "start")
+
+
+def _blocks(frame: pl.DataFrame, size: int) -> Iterator[pl.DataFrame]:
+    for offset in range(0, frame.height, size):
+        yield frame.slice(offset, size)
+
+
+def _market_events(
+    row: dict[str, Any], numbers: dict[str, int], now: int, ids: EventIds
+) -> list[Emit]:
+    """The touch and the closing trade, as execution's market data, numbered in this
+    engine's own arrival order."""
+    key = f"{row['exchange']}:{row['symbol']}"
+    n = numbers.get(key, 0)
+    common = {"exchange": row["exchange"], "symbol": row["symbol"], "ts_init": now}
+    quotes: list[QuoteTick] = []
+    if row["bid"] is not None:
+        quotes.append(
+            QuoteTick(
+                event_id=ids.new(),
+                ts_event=row["emit_ts"],
+                bid=row["bid"],
+                ask=row["ask"],
+                bid_size=row["bid_size"],
+                ask_size=row["ask_size"],
+                ingest_seq=n,
+                **common,
+            )
+        )
+        n += 1
+    trade = TradeTick(
+        event_id=ids.new(),
+        ts_event=row["emit_ts"],
+        trade_id=f"bar-{row['emit_seq']}",
+        price=row["emit_price"],
+        size=row["emit_size"],
+        side="buy" if row["is_buy"] else "sell",
+        ingest_seq=n,
+        **common,
+    )
+    numbers[key] = n + 1
+    return [*(Emit(QUOTES, q) for q in quotes), Emit(TRADES, trade)]
+
+
+def _vector(
+    row: dict[str, Any], feature_set: str, market_seq: int | None, now: int, ids: EventIds
+) -> FeatureVector:
+    return FeatureVector(
+        event_id=ids.new(),
+        ts_event=row["end"],
+        ts_init=now,
+        exchange=row["exchange"],
+        symbol=row["symbol"],
+        feature_set=feature_set,
+        bar_start=row["start"],
+        close=row["close"],
+        values={n: row[n] for n in FEATURE_NAMES},
+        market_seq=market_seq,
+        bid=row["bid"],
+        ask=row["ask"],
+    )
+
+
+class _Router:
+    """Emits to the handlers whose service consumes their topic, breadth first; orders and
+    executions kept as the bus would hold them."""
+
+    def __init__(self, specs: dict[str, ServiceSpec], handlers: dict[str, Handler]) -> None:
+        self.subscribers: dict[str, list[Handler]] = {}
+        for name, handler in handlers.items():
+            for topic in specs[name].inputs:
+                if topic != FEATURES:  # inference is fed its vectors in blocks
+                    self.subscribers.setdefault(topic, []).append(handler)
+        self.orders: list[Record] = []
+        self.executions: list[Record] = []
+        self.summary = Summary()
+
+    def route(self, emits: Sequence[Emit], now: int) -> None:
+        queue = deque(emits)
+        while queue:
+            emit = queue.popleft()
+            self._keep(emit)
+            for handler in self.subscribers.get(emit.topic, ()):
+                try:
+                    queue.extend(handler.handle(emit.event, emit.topic, now))
+                except Exception as exc:  # the runner dead-letters it; so do we
+                    self.dead_letter(exc)
+
+    def dead_letter(self, exc: Exception) -> None:
+        self.summary.add("dead_letters")
+        if not isinstance(exc, Rejected):
+            self.summary.add("handler_errors")
+
+    def _keep(self, emit: Emit) -> None:
+        topic = emit.topic
+        if topic == ORDERS:
+            self.orders.append(_record(emit, len(self.orders)))
+            self.summary.add("orders")
+        elif topic == EXECUTIONS:
+            record = _record(emit, len(self.executions))
+            self.executions.append(record)
+            if getattr(emit.event, "last_qty", 0):
+                self.summary.add("fills")
+        elif topic == RISK_DECISIONS:
+            if isinstance(emit.event, RiskDecision) and not emit.event.approved:
+                self.summary.add("rejections")
+        elif topic == DLQ:
+            self.summary.add("dead_letters")
+        elif isinstance(emit.event, Signal):
+            self.summary.add("signals")
+
+
+def _record(emit: Emit, offset: int) -> Record:
+    out = encode_emit(emit, ())
+    return Record(out.topic, 0, offset, out.key, out.value, out.headers)
