@@ -35,9 +35,10 @@ from tickpipe.topics import EXECUTIONS, TopicNames
 
 SAMPLE = Path("data/sample/binance-spot-btcusdt-20240808.gz")
 DOWNSTREAM = ["feature", "inference", "risk", "execution"]
-# The replay runs market time ~37x faster than real time (bench/risk.py does the same):
-# rate-based controls (order and fill throttles) and the loss latches would stop trading
-# within seconds and leave nothing to time. Every other control stays on.
+# Risk's throttles run on market time, so a fast replay throttles as live would; they and
+# the loss latches are off here so that orders keep flowing for the whole timed run (the
+# latches would stop trading within minutes of this strategy's losses). Every other control
+# stays on.
 REPLAY_RISK = {
     "TICKPIPE_RISK_MAX_ORDERS_PER_SYMBOL": "0",
     "TICKPIPE_RISK_MAX_ORDERS_GLOBAL": "0",

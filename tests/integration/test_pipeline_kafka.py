@@ -166,12 +166,17 @@ def test_pipeline_when_trades_replayed_over_kafka_then_fills_and_one_trace_spans
         "tickpipe-feature",
         "tickpipe-ingest",
     ]
+    # The bar closes on a trade; feature handles that trade when it arrives, or when the
+    # quote ingest received before it arrives (arrival order restored): that record is the
+    # parent either way, and its trace goes back to ingest.
+    market = chain[3].name.removeprefix("process ")
+    assert market in ("md.trades.v1", "md.quotes.v1")
     assert [s.name for s in chain] == [
         "process orders.v1",
         "process signals.v1",
         "process features.v1",
-        "process md.trades.v1",
-        "send md.trades.v1",
+        f"process {market}",
+        f"send {market}",
     ]
     consumer = chain[0]
     assert consumer.attributes["messaging.system"] == "kafka"

@@ -16,8 +16,6 @@ import base64
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
 from tickpipe.arrival import ArrivalOrder
 from tickpipe.cache.base import Cache
 from tickpipe.ids import EventIds
@@ -88,7 +86,7 @@ class FeatureHandler:
             latest = out[-1].event
             if isinstance(latest, FeatureVector):
                 key = f"features:{latest.key}"
-                self._cache.set(key, orjson.dumps(latest.model_dump()), self._ttl)
+                self._cache.set(key, encode(latest), self._ttl)
         return out
 
     def _late(self, trade: TradeTick, detail: str, now_ns: int) -> Emit:

@@ -11,7 +11,14 @@ import orjson
 
 from tickpipe.cache.base import Cache
 from tickpipe.ids import EventIds
-from tickpipe.messages import ControlAction, ControlCommand, Event, FeatureVector, Signal
+from tickpipe.messages import (
+    ControlAction,
+    ControlCommand,
+    Event,
+    FeatureVector,
+    Signal,
+    encode,
+)
 from tickpipe.service import Emit, Rejected
 from tickpipe.topics import SIGNALS
 from tickpipe_inference.domain.model import ModelError, OnnxModel
@@ -108,7 +115,7 @@ class InferenceHandler:
         except ModelError as exc:
             raise Rejected("feature_mismatch", str(exc)) from exc
         row = [event.values[n] for n in self._names]
-        if any(math.isnan(v) or math.isinf(v) for v in row):
+        if not all(map(math.isfinite, row)):
             raise Rejected(
                 "non_finite_feature",
                 ",".join(n for n, v in zip(self._names, row, strict=True) if not math.isfinite(v)),
@@ -137,7 +144,7 @@ class InferenceHandler:
             bid=event.bid,
             ask=event.ask,
         )
-        self._cache.set(f"signals:{event.key}", orjson.dumps(signal.model_dump()), self._ttl)
+        self._cache.set(f"signals:{event.key}", encode(signal), self._ttl)
         return signal
 
     def _on_control(self, command: ControlCommand) -> None:

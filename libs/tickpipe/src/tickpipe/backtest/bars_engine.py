@@ -7,11 +7,11 @@ over a dataset written by ingest's own code (`dataset.py`), a chunk at a time. O
 follows a bar crosses the handlers: the feature vector to inference, its signal to risk,
 orders to execution, reports back to risk, routed by the topics each service consumes.
 
-The paper exchange sees, per bar, the touch and the trade that closed the bar: all a
-market order with no simulated latency can trade on (see `paper.py`: such an order fills
-at the closing trade, at the touch before it). Limit orders (which rest and wait for
-prints) and latency need every tick: those configurations are refused here; the ticks
-engine runs them.
+The paper exchange sees, before each order, the touch and the trade that closed the
+order's bar: all a market order with no simulated latency can trade on (see `paper.py`:
+such an order fills at the closing trade, at the touch before it). Limit orders (which
+rest and wait for prints) and latency need every tick: those configurations are refused
+here; the ticks engine runs them.
 
 Processing time moves a block of bars at a time (the block is consumed at once, as a
 runner's micro-batch is); decisions run on market time, so the block size changes nothing
@@ -24,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
+from functools import partial
 from typing import Any, cast
 
 import polars as pl
@@ -88,23 +89,18 @@ def run_bars(
     bars = _bars(dataset, interval, lateness)
     feature_set = feature_set_name(interval)
     marks: list[Mark] = []
-    numbers: dict[str, int] = {}
     inference = cast(BatchHandler, handlers["inference"])
     for block in _blocks(bars, BLOCK):
         clock.advance_to(int(block["emit_ts"].max()))  # type: ignore[arg-type]
         now = clock.now_ns()
         rows = list(block.iter_rows(named=True))
-        vectors, feeds = [], []
+        vectors = [_vector(row, feature_set, now, ctx.ids) for row in rows]
         for row in rows:
-            market = _market_events(row, numbers, now, ctx.ids)
-            feeds.append(market)
-            seq = cast(TradeTick, market[-1].event).ingest_seq
-            vectors.append(_vector(row, feature_set, seq, now, ctx.ids))
             marks.append(Mark(row["end"], f"{row['exchange']}:{row['symbol']}", row["close"]))
         router.summary.add("bars", len(vectors))
         scored = inference.handle_batch([(v, FEATURES) for v in vectors], now)
-        for market, outcome in zip(feeds, scored, strict=True):
-            router.route(market, now)
+        for row, outcome in zip(rows, scored, strict=True):
+            router.market = partial(_market_events, row, now, ctx.ids)
             if isinstance(outcome, Exception):
                 router.dead_letter(outcome)
             else:
@@ -175,29 +171,25 @@ def _blocks(frame: pl.DataFrame, size: int) -> Iterator[pl.DataFrame]:
         yield frame.slice(offset, size)
 
 
-def _market_events(
-    row: dict[str, Any], numbers: dict[str, int], now: int, ids: EventIds
-) -> list[Emit]:
-    """The touch and the closing trade, as execution's market data, numbered in this
-    engine's own arrival order."""
-    key = f"{row['exchange']}:{row['symbol']}"
-    n = numbers.get(key, 0)
+def _market_events(row: dict[str, Any], now: int, ids: EventIds) -> list[Emit]:
+    """The bar's touch and closing trade, as execution's market data. Made only for a bar
+    that leads to an order, just before it: a market order with no latency trades at its
+    own bar's point and on nothing else. The engine delivers in arrival order itself, so
+    these carry no arrival numbers (nor do its vectors, signals and orders): an order
+    without `market_seq` trades where it arrives, which here is its point."""
     common = {"exchange": row["exchange"], "symbol": row["symbol"], "ts_init": now}
-    quotes: list[QuoteTick] = []
+    out: list[Emit] = []
     if row["bid"] is not None:
-        quotes.append(
-            QuoteTick(
-                event_id=ids.new(),
-                ts_event=row["emit_ts"],
-                bid=row["bid"],
-                ask=row["ask"],
-                bid_size=row["bid_size"],
-                ask_size=row["ask_size"],
-                ingest_seq=n,
-                **common,
-            )
+        quote = QuoteTick(
+            event_id=ids.new(),
+            ts_event=row["emit_ts"],
+            bid=row["bid"],
+            ask=row["ask"],
+            bid_size=row["bid_size"],
+            ask_size=row["ask_size"],
+            **common,
         )
-        n += 1
+        out.append(Emit(QUOTES, quote))
     trade = TradeTick(
         event_id=ids.new(),
         ts_event=row["emit_ts"],
@@ -205,16 +197,13 @@ def _market_events(
         price=row["emit_price"],
         size=row["emit_size"],
         side="buy" if row["is_buy"] else "sell",
-        ingest_seq=n,
         **common,
     )
-    numbers[key] = n + 1
-    return [*(Emit(QUOTES, q) for q in quotes), Emit(TRADES, trade)]
+    out.append(Emit(TRADES, trade))
+    return out
 
 
-def _vector(
-    row: dict[str, Any], feature_set: str, market_seq: int | None, now: int, ids: EventIds
-) -> FeatureVector:
+def _vector(row: dict[str, Any], feature_set: str, now: int, ids: EventIds) -> FeatureVector:
     return FeatureVector(
         event_id=ids.new(),
         ts_event=row["end"],
@@ -225,7 +214,6 @@ def _vector(
         bar_start=row["start"],
         close=row["close"],
         values={n: row[n] for n in FEATURE_NAMES},
-        market_seq=market_seq,
         bid=row["bid"],
         ask=row["ask"],
     )
@@ -244,11 +232,17 @@ class _Router:
         self.orders: list[Record] = []
         self.executions: list[Record] = []
         self.summary = Summary()
+        # The current bar's market events for execution, made when its first order comes.
+        self.market: Callable[[], list[Emit]] | None = None
 
     def route(self, emits: Sequence[Emit], now: int) -> None:
         queue = deque(emits)
         while queue:
             emit = queue.popleft()
+            if emit.topic == ORDERS and self.market is not None:
+                market, self.market = self.market(), None
+                queue.extendleft(reversed([*market, emit]))  # market data first
+                continue
             self._keep(emit)
             for handler in self.subscribers.get(emit.topic, ()):
                 try:
