@@ -105,7 +105,7 @@ def main() -> int:
             f"{rss:.0f}",
         )
         Console(stderr=True).print(f"{name}: {[round(r['seconds'], 2) for r in runs]} s")
-    Console().print(table)
+    Console(width=160).print(table)
     return 0
 
 
