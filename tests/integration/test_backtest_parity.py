@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.integration.recovery import service_env
 from tickpipe.backtest.config import BacktestConfig
 from tickpipe.backtest.engine import run_backtest
 from tickpipe.bus.admin import create_topics
@@ -96,16 +97,15 @@ def test_backtest_when_compared_with_a_kafka_replay_places_the_same_orders(
     namespace = f"par{uuid.uuid4().hex[:8]}"
     names = TopicNames(namespace)
     create_topics(kafka_bootstrap, names)
-    env = {
-        "TICKPIPE_BUS": "kafka",
-        "TICKPIPE_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "TICKPIPE_REDIS_URL": redis_url,
-        "TICKPIPE_TOPIC_NAMESPACE": namespace,
-        "TICKPIPE_INGEST_FILE": str(SAMPLE),
-        "TICKPIPE_INGEST_START": START.isoformat(),
-        "TICKPIPE_INGEST_END": END.isoformat(),
+    env = service_env(
+        kafka_bootstrap,
+        redis_url,
+        namespace,
+        TICKPIPE_INGEST_FILE=str(SAMPLE),
+        TICKPIPE_INGEST_START=START.isoformat(),
+        TICKPIPE_INGEST_END=END.isoformat(),
         **{f"TICKPIPE_RISK_{k.upper()}": str(v) for k, v in TIMING.items()},
-    }
+    )
     procs = ServiceProcesses(env, tmp_path / "logs", base_port=None)
     try:
         for name in SERVICES:

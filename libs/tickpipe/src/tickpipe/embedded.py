@@ -25,6 +25,19 @@ from tickpipe.settings import PlatformSettings
 from tickpipe.telemetry.tracing import make_tracer
 
 
+def simulated_context(seed: int = 0, settings: PlatformSettings | None = None) -> ServiceContext:
+    """Ports for services in one process: in-memory bus and cache, a simulated clock that
+    the data moves, ids seeded from `seed` (so runs repeat byte for byte)."""
+    clock = SimClock()
+    return ServiceContext(
+        settings or PlatformSettings(bus="memory", redis_url=None),
+        MemoryBus(),
+        MemoryCache(clock),
+        clock,
+        EventIds(clock, seed=seed),
+    )
+
+
 class EmbeddedPipeline:
     def __init__(
         self,
@@ -33,12 +46,12 @@ class EmbeddedPipeline:
         seed: int = 0,
         tracer_factory: Callable[[str], Tracer] = make_tracer,
     ) -> None:
-        self.settings = settings or PlatformSettings(bus="memory", redis_url=None)
-        self.clock = SimClock()
-        self.bus = MemoryBus()
-        self.cache: Cache = MemoryCache(self.clock)
-        self.ids = EventIds(self.clock, seed=seed)
-        ctx = ServiceContext(self.settings, self.bus, self.cache, self.clock, self.ids)
+        ctx = simulated_context(seed, settings)
+        self.settings = ctx.platform
+        self.clock = cast(SimClock, ctx.clock)
+        self.bus = cast(MemoryBus, ctx.bus)
+        self.cache: Cache = ctx.cache
+        self.ids = ctx.ids
         self._sources: list[tuple[Source, SourceRunner]] = []
         self.runners: list[StreamRunner] = []
         for spec in specs:

@@ -41,14 +41,12 @@ from tickpipe.backtest.dataset import Dataset
 from tickpipe.backtest.engine import DEFAULT_CAPITAL, BacktestResult, fills_of
 from tickpipe.backtest.report import Mark
 from tickpipe.bus.base import Record
-from tickpipe.bus.memory import MemoryBus
-from tickpipe.cache.memory import MemoryCache
 from tickpipe.clock import SimClock
+from tickpipe.embedded import simulated_context
 from tickpipe.ids import EventIds
 from tickpipe.messages import FeatureVector, QuoteTick, RiskDecision, Signal, TradeTick
 from tickpipe.runner import encode_emit
-from tickpipe.service import BatchHandler, Emit, Handler, Rejected, ServiceContext, ServiceSpec
-from tickpipe.settings import PlatformSettings
+from tickpipe.service import BatchHandler, Emit, Handler, Rejected, ServiceSpec
 from tickpipe.summary import Summary
 from tickpipe.topics import DLQ, EXECUTIONS, FEATURES, ORDERS, QUOTES, RISK_DECISIONS, TRADES
 from tickpipe_quant.batch import (
@@ -69,14 +67,8 @@ def run_bars(
 ) -> BacktestResult:
     specs = load_specs()
     validate(config.settings, specs)
-    clock = SimClock()
-    ctx = ServiceContext(
-        PlatformSettings(bus="memory", redis_url=None),
-        MemoryBus(),
-        MemoryCache(clock),
-        clock,
-        EventIds(clock, seed=config.seed),
-    )
+    ctx = simulated_context(config.seed)
+    clock = cast(SimClock, ctx.clock)
     with environment(config.env()):
         settings = {n: _settings(specs[n]) for n in ("feature", "risk", "execution")}
         _check_supported(settings)

@@ -20,13 +20,9 @@ from typing import Any, cast
 
 import polars as pl
 
-from tickpipe.bus.memory import MemoryBus
-from tickpipe.cache.memory import MemoryCache
-from tickpipe.clock import SimClock
-from tickpipe.ids import EventIds
+from tickpipe.embedded import simulated_context
 from tickpipe.messages import DataQuality, DeadLetter, QuoteTick, TradeTick
-from tickpipe.service import ServiceContext, ServiceSpec, Source
-from tickpipe.settings import PlatformSettings
+from tickpipe.service import ServiceSpec, Source
 
 FORMAT = 1
 MANIFEST = "dataset.json"
@@ -118,14 +114,7 @@ def export(
 ) -> Dataset:
     """Run `ingest` (configured by the environment, as in a backtest) and write what it
     publishes under `out`."""
-    clock = SimClock()
-    ctx = ServiceContext(
-        PlatformSettings(bus="memory", redis_url=None),
-        MemoryBus(),
-        MemoryCache(clock),
-        clock,
-        EventIds(clock, seed=seed),
-    )
+    ctx = simulated_context(seed)
     if ingest.inputs:
         raise TypeError(f"{ingest.name} is not a source")
     source = cast(Source, ingest.build(ctx))
