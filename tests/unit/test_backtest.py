@@ -136,3 +136,45 @@ def test_cli_when_setting_is_malformed_exits_with_usage_error() -> None:
     with pytest.raises(SystemExit):
         parser.parse_args(["backtest", "--set", "riskcapital=1"])
     assert cli_main(["backtest", "--data", "no/such/file.gz", "--quiet"]) == 2
+
+
+def test_model_when_version_is_registered_points_inference_at_its_folder() -> None:
+    env = BacktestConfig(data=(SAMPLE,), model="v1").env()
+    assert env["TICKPIPE_INFERENCE_MODEL_DIR"] == str(Path("models/baseline/v1"))
+    assert BacktestConfig(data=(SAMPLE,), model="baseline/v1").env() == env
+
+
+def _trading(result: BacktestResult) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    orders = [orjson.loads(r.value) for r in result.orders]
+    keys = ("ts_event", "side", "quantity", "order_type", "limit_price", "reference_price")
+    return (
+        [tuple(o[k] for k in keys) for o in orders],
+        [(f.ts_ns, f.side, f.qty, f.price, f.fee) for f in result.fills],
+    )
+
+
+def test_bars_engine_when_run_on_the_window_trades_as_the_ticks_engine(
+    window_run: BacktestResult, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    bars = run_backtest(replace(WINDOW, engine="bars"))
+    assert bars.summary.counts["trades"] == window_run.trades
+    assert _trading(bars) == _trading(window_run)
+    # Limit orders rest on prints the bars engine does not replay: refused, not approximated.
+    with pytest.raises(ConfigError, match="market orders"):
+        run_backtest(replace(WINDOW, engine="bars").with_settings({"risk.order_type": "limit"}))
+
+
+def test_dataset_cli_when_run_writes_what_ingest_publishes(
+    window_run: BacktestResult, tmp_path: Path
+) -> None:
+    from tickpipe.backtest.dataset import Dataset
+
+    out = tmp_path / "ds"
+    args = ["dataset", "--data", str(SAMPLE), "--out", str(out)]
+    assert cli_main([*args, "--from", START.isoformat(), "--to", END.isoformat()]) == 0
+    dataset = Dataset.open(out)
+    assert dataset.manifest["trades"] == window_run.trades
+    assert dataset.instruments() == [("binance", "BTC/USDT")]
+    assert cli_main(args) == 2  # not over a dataset already there
