@@ -63,11 +63,16 @@ def _ping_docker() -> bool:
             gc.collect()
 
 
-def _unavailable(what: str, exc: BaseException) -> NoReturn:
-    message = f"no {what} for tests: {type(exc).__name__}: {exc}"
+def unavailable(message: str, *, module: bool = False) -> NoReturn:
+    """Something a test needs is missing: outside CI the test is skipped with `message`; in
+    CI (`CI=true`) that is a failure, so a skip never hides a missing dependency."""
     if in_ci():
         pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    pytest.skip(message, allow_module_level=module)
+
+
+def _unavailable(what: str, exc: BaseException) -> NoReturn:
+    unavailable(f"no {what} for tests: {type(exc).__name__}: {exc}")
 
 
 def _start_container(stack: ExitStack, container: Any, **start: Any) -> Any:

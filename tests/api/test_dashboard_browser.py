@@ -21,7 +21,7 @@ from playwright.sync_api import Browser, expect, sync_playwright
 from tests.api.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, serving
 from tests.api.conftest import Api, build_api, token
 from tests.api.factories import IDS, signal
-from tests.brokers import in_ci
+from tests.brokers import unavailable
 from tickpipe.clock import LiveClock
 from tickpipe.messages import (
     ControlAction,
@@ -37,11 +37,7 @@ from tickpipe.topics import CONTROL, EXECUTIONS, SIGNALS
 from tickpipe_api.auth import Role
 
 if not CHROMIUM.exists():
-    # Outside CI a missing browser skips; in CI (`CI=true`) it is an error, like a broker.
-    message = "Chromium missing: apt-get install -y chromium"
-    if in_ci():
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message, allow_module_level=True)
+    unavailable("Chromium missing: apt-get install -y chromium", module=True)
 
 KEY = "binance:BTC/USDT"
 

@@ -12,10 +12,9 @@ import subprocess
 from pathlib import Path
 from typing import Any, NoReturn
 
-import pytest
 import yaml
 
-from tests.brokers import in_ci
+from tests.brokers import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / ".tools"
@@ -27,10 +26,7 @@ INSTALL_HINT = "run deploy/tools/install.sh"
 
 
 def missing(what: str) -> NoReturn:
-    message = f"{what} not installed: {INSTALL_HINT}"
-    if in_ci():
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    unavailable(f"{what} not installed: {INSTALL_HINT}")
 
 
 def tool(name: str) -> Path:
