@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from tickpipe.messages import QuoteTick, TradeTick, decode, encode
+
 E = TypeVar("E")
 
 
@@ -89,3 +91,24 @@ class ArrivalOrder(Generic[E]):
         self._held = {
             k: {int(s): decode(e) for s, e in items} for k, items in data.get("held", {}).items()
         }
+
+
+class MarketArrival(ArrivalOrder[QuoteTick | TradeTick]):
+    """The buffer for trades and quotes, with its snapshot codec (the consumers of both
+    topics, feature and execution, keep it in their snapshots)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return self.dump(lambda e: [e.event_type, encode(e).decode()])
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MarketArrival:
+        order = cls()
+        order.load(data, _market_event)
+        return order
+
+
+def _market_event(item: list[str]) -> QuoteTick | TradeTick:
+    event = decode(item[1].encode(), item[0])
+    if not isinstance(event, (QuoteTick, TradeTick)):
+        raise ValueError(f"snapshot holds a {type(event).__name__}, not market data")
+    return event

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from tickpipe.arrival import ArrivalOrder
+from tickpipe.arrival import MarketArrival
 from tickpipe.ids import EventIds
 from tickpipe.messages import (
     ControlAction,
@@ -29,8 +29,6 @@ from tickpipe.messages import (
     OrderStatus,
     QuoteTick,
     TradeTick,
-    decode,
-    encode,
 )
 from tickpipe.service import Emit
 from tickpipe.telemetry.metrics import child
@@ -64,7 +62,7 @@ class ExecutionHandler:
         # Orders created before this instance started may have reached the venue already
         # (placed in a batch whose transaction died with the process): look those up first.
         self._started_ns: int | None = None
-        self.arrival: ArrivalOrder[QuoteTick | TradeTick] = ArrivalOrder()
+        self.arrival = MarketArrival()
 
     def handle(self, event: Event, topic: str, now_ns: int) -> Sequence[Emit]:
         if self._started_ns is None:
@@ -137,7 +135,7 @@ class ExecutionHandler:
                 "kill_switch": self.kill_switch,
                 "last_poll_ns": self._last_poll_ns,
                 "venue": self._exchange.snapshot(),
-                "arrival": self.arrival.dump(lambda e: [e.event_type, encode(e).decode()]),
+                "arrival": self.arrival.to_json(),
             }
         )
 
@@ -147,8 +145,7 @@ class ExecutionHandler:
         self.kill_switch = bool(state["kill_switch"])
         self._last_poll_ns = int(state.get("last_poll_ns", 0))
         self._exchange.restore(state["venue"])
-        self.arrival = ArrivalOrder()
-        self.arrival.load(state.get("arrival", {}), _market_event)
+        self.arrival = MarketArrival.from_json(state.get("arrival", {}))
 
     # -- inputs -----------------------------------------------------------------------------
 
@@ -283,10 +280,3 @@ class ExecutionHandler:
             **extra,
         )
         return Emit(EXECUTIONS, report)
-
-
-def _market_event(item: list[str]) -> QuoteTick | TradeTick:
-    event = decode(item[1].encode(), item[0])
-    if not isinstance(event, (QuoteTick, TradeTick)):
-        raise ValueError(f"snapshot holds a {type(event).__name__}, not market data")
-    return event

@@ -16,10 +16,10 @@ import base64
 from collections.abc import Sequence
 from typing import Any
 
-from tickpipe.arrival import ArrivalOrder
+from tickpipe.arrival import MarketArrival
 from tickpipe.cache.base import Cache
 from tickpipe.ids import EventIds
-from tickpipe.messages import DeadLetter, Event, FeatureVector, QuoteTick, TradeTick, decode, encode
+from tickpipe.messages import DeadLetter, Event, FeatureVector, QuoteTick, TradeTick, encode
 from tickpipe.service import Emit, Rejected
 from tickpipe.telemetry.metrics import DEAD_LETTERS
 from tickpipe.topics import DLQ, FEATURES, TRADES
@@ -54,7 +54,7 @@ class FeatureHandler:
         self._ttl = cache_ttl_s
         self.feature_set = feature_set_name(bar_interval_ns)
         self._state: dict[str, _Instrument] = {}
-        self.arrival: ArrivalOrder[TradeTick | QuoteTick] = ArrivalOrder()
+        self.arrival = MarketArrival()
 
     def _instrument(self, key: str) -> _Instrument:
         state = self._state.get(key)
@@ -149,7 +149,7 @@ class FeatureHandler:
             key: {"bars": s.bars.state(), "engine": s.engine.state()}
             for key, s in self._state.items()
         }
-        arrival = self.arrival.dump(lambda e: [e.event_type, encode(e).decode()])
+        arrival = self.arrival.to_json()
         return snapshot.dumps({**self._config(), "instruments": instruments, "arrival": arrival})
 
     def restore(self, data: bytes) -> None:
@@ -164,12 +164,4 @@ class FeatureHandler:
             instrument.bars.load(saved["bars"])
             instrument.engine.load(saved["engine"])
         self._state = restored
-        self.arrival = ArrivalOrder()
-        self.arrival.load(state.get("arrival", {}), _decode_held)
-
-
-def _decode_held(item: list[str]) -> TradeTick | QuoteTick:
-    event = decode(item[1].encode(), item[0])
-    if not isinstance(event, (TradeTick, QuoteTick)):
-        raise ValueError(f"snapshot holds a {type(event).__name__}, not market data")
-    return event
+        self.arrival = MarketArrival.from_json(state.get("arrival", {}))

@@ -322,8 +322,7 @@ class PaperExchange:
                 continue
             if o.after_seq is not None and (seq is None or seq < o.after_seq):
                 continue  # decided at a later point of the stream than this one
-            del self._pending[c]
-            out += self._activate(o, self._touch.get(key), now)
+            out += self._activate(o, self._touch.get(key), now)  # leaves `_pending`
         return out
 
     def _activate(self, o: PaperOrder, touch: Touch | None, ts: int) -> list[VenueEvent]:
