@@ -7,10 +7,10 @@ Two clocks. Market time (the latest `ts_event` of a signal or an execution repor
 paper exchange stamps its reports with its market time, a live venue with the exchange's)
 runs the controls that count over time: throttles, duplicate windows, the breaker, loss
 windows. Processing time (`now_ns`) judges staleness: a signal or price that waited too
-long in the pipeline. The
-reference price is the touch the signal carries (the latest quote when its bar closed,
-in ingest's arrival order), not whichever quote this consumer happened to read last: so
-a Kafka deployment and a backtest on the same data make the same decisions.
+long in the pipeline. The reference price is the touch the signal carries (the latest
+quote when its bar closed, in ingest's arrival order), not whichever quote this consumer
+happened to read last: so a Kafka deployment and a backtest on the same data make the
+same decisions.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
-from typing import Any
 
 import orjson
 
@@ -95,7 +94,6 @@ class RiskHandler:
         self.engine = RiskEngine(limits, correlation, breaker)
         self._store.load_controls(self.engine.state)  # survives restarts without a snapshot
         self._halt_gauges()
-        self._decision_counters: dict[tuple[str, str], Any] = {}
         self.market_ns = 0  # the latest signal's or report's ts_event (see the module doc)
 
     # -- views ----------------------------------------------------------------------------
@@ -176,7 +174,7 @@ class RiskHandler:
             reference_price=ref_price,
         )
         for reason in reasons or ["approved"]:
-            self._decisions(reason, s.strategy_id).inc()
+            child(DECISIONS, reason, s.strategy_id).inc()
         if reasons:
             return (Emit(RISK_DECISIONS, decision),)
         engine.accept(intent, limit_price if limit_price is not None else price, now_ns, market_ns)
@@ -317,15 +315,6 @@ class RiskHandler:
             HALTS.labels(key, "data_quality").set(1)
         for _, key in self.engine.state.fill_throttle.disabled:
             HALTS.labels(key, "fill_throttle").set(1)
-
-    def _decisions(self, reason: str, strategy_id: str) -> Any:
-        """The counter for (reason, strategy); `.labels()` per decision is measurable."""
-        child = self._decision_counters.get((reason, strategy_id))
-        if child is None:
-            child = self._decision_counters[reason, strategy_id] = DECISIONS.labels(
-                reason, strategy_id
-            )
-        return child
 
     def _circuit_gauge(self, key: str) -> None:
         child(CIRCUIT, key).set(CIRCUIT_LEVEL[self.engine.state.breaker(key).state])
