@@ -55,6 +55,8 @@ class ArrivalOrder(Generic[E]):
             expected = first
             event = held.pop(first)
         self._next[key] = expected + 1
+        if not held:
+            return [event]  # the common case: in order, nothing waiting
         return [event, *self._release(key)]
 
     def _release(self, key: str) -> list[E]:
