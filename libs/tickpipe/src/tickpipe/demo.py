@@ -10,9 +10,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tickpipe.app import SERVICE_ORDER, load_specs
+from tickpipe.app import SERVICE_ORDER
 from tickpipe.cache.base import get_json
-from tickpipe.embedded import EmbeddedPipeline
 from tickpipe.marketdata import read_binance_capture
 from tickpipe.processes import ServiceProcesses
 from tickpipe.settings import PlatformSettings
@@ -41,20 +40,16 @@ def _progress() -> Progress:
     )
 
 
-def run_embedded(data: Path, account: str = "paper") -> Summary:
-    os.environ.setdefault("TICKPIPE_INGEST_FILE", str(data))
-    specs = load_specs()
-    pipeline = EmbeddedPipeline([specs[n] for n in SERVICE_ORDER])
+def run_embedded(data: Path) -> Summary:
+    """The backtest's ticks engine over `data`: the same five handlers, one process."""
+    from tickpipe.backtest.config import BacktestConfig
+    from tickpipe.backtest.engine import run_ticks
+
     total = sum(1 for _ in read_binance_capture(data))
     with _progress() as progress:
         task = progress.add_task("replaying market data", total=total)
-        pipeline.run(on_progress=lambda n: progress.advance(task, n))
-    summary = Summary()
-    for spec in TOPICS:
-        count_records(summary, pipeline.bus.records(spec.name))
-    summary.pnl = get_json(pipeline.cache, f"pnl:{account}") or {}
-    pipeline.close()
-    return summary
+        result = run_ticks(BacktestConfig(data=(data,)), lambda n: progress.advance(task, n))
+    return result.summary
 
 
 def run_kafka(

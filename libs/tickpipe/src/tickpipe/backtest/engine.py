@@ -28,6 +28,7 @@ from tickpipe.backtest.config import (
 )
 from tickpipe.backtest.report import Fill, Mark
 from tickpipe.bus.base import Record
+from tickpipe.cache.base import get_json
 from tickpipe.embedded import EmbeddedPipeline
 from tickpipe.runner import EVENT_TYPE
 from tickpipe.summary import Summary, count_records
@@ -101,8 +102,10 @@ def run_ticks(
     env = config.env()
     with environment(env):
         pipeline = EmbeddedPipeline([specs[n] for n in SERVICE_ORDER], seed=config.seed)
-        risk = settings_class(specs["risk"])
-        capital = float(getattr(risk(), "capital", DEFAULT_CAPITAL)) if risk else DEFAULT_CAPITAL
+        risk_class = settings_class(specs["risk"])
+        risk = risk_class() if risk_class else None
+        capital = float(getattr(risk, "capital", DEFAULT_CAPITAL))
+        account = str(getattr(risk, "account", "paper"))
     started = time.perf_counter()
     try:
         events = pipeline.run(on_progress=on_progress)
@@ -111,6 +114,7 @@ def run_ticks(
         summary = Summary()
         for spec in TOPICS:
             count_records(summary, bus.records(spec.name))
+        summary.pnl = get_json(pipeline.cache, f"pnl:{account}") or {}  # risk's books
         executions = bus.records(EXECUTIONS)
         return BacktestResult(
             orders=bus.records(ORDERS),
