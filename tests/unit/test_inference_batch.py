@@ -6,7 +6,7 @@ import json
 import math
 import random
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tests.unit import factories as f
@@ -79,3 +79,35 @@ def test_inference_batch_when_run_with_a_reload_inside_then_equals_one_at_a_time
     assert ("error", "non_finite_feature") in batched
     versions = {v for o in batched if isinstance(o, list) for v, _, _ in o}
     assert versions == {"baseline:v1", "baseline:v2"}
+
+
+def test_inference_batch_caches_the_latest_signal_per_instrument_once(tmp_path: Path) -> None:
+    shutil.copytree(f.MODEL_DIR, tmp_path / "baseline" / "v1")
+    registry = ModelRegistry(tmp_path, FEATURE_SET, FEATURE_NAMES)
+    writes: list[list[str]] = []
+
+    class CountingCache(MemoryCache):
+        def set_many(self, items: Mapping[str, bytes], ttl_s: float | None = None) -> None:
+            writes.append(sorted(items))
+            super().set_many(items, ttl_s)
+
+    cache = CountingCache()
+    handler = InferenceHandler(
+        registry.load("baseline", "v1"), EventIds(SimClock(), seed=2), cache, "baseline"
+    )
+    items: list[tuple[Event, str]] = [
+        (f.feature_vector(symbol=symbol, event_id=f"01FV{i:04d}"), FEATURES)
+        for i, symbol in enumerate(["BTC/USDT", "ETH/USDT", "BTC/USDT", "BTC/USDT"])
+    ]
+
+    results = handler.handle_batch(items, f.T0)
+
+    last = {}
+    for result in results:
+        assert not isinstance(result, Exception)
+        signal = result[0].event
+        assert isinstance(signal, Signal)
+        last[signal.key] = signal.event_id
+    assert writes == [["signals:binance:BTC/USDT", "signals:binance:ETH/USDT"]]
+    for key, event_id in last.items():
+        assert json.loads(cache.get(f"signals:{key}") or b"null")["event_id"] == event_id

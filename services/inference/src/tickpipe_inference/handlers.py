@@ -72,7 +72,9 @@ class InferenceHandler:
         row = self._row(event)
         with MODEL_SECONDS.time():
             p = float(self._model.predict_proba(np.asarray([row]))[0])
-        return (Emit(SIGNALS, self._signal(event, p, now_ns)),)
+        signal = self._signal(event, p, now_ns)
+        self._remember([signal])
+        return (Emit(SIGNALS, signal),)
 
     def handle_batch(
         self, items: Sequence[tuple[Event, str]], now_ns: int
@@ -89,8 +91,12 @@ class InferenceHandler:
                 return
             with MODEL_SECONDS.time():
                 probs = self._model.predict_proba(np.asarray([row for _, _, row in run]))
-            for (i, vector, _), p in zip(run, probs, strict=True):
-                results[i] = (Emit(SIGNALS, self._signal(vector, float(p), now_ns)),)
+            signals = [
+                self._signal(v, float(p), now_ns) for (_, v, _), p in zip(run, probs, strict=True)
+            ]
+            for (i, _, _), signal in zip(run, signals, strict=True):
+                results[i] = (Emit(SIGNALS, signal),)
+            self._remember(signals)
             run.clear()
 
         for i, (event, topic) in enumerate(items):
@@ -144,8 +150,13 @@ class InferenceHandler:
             bid=event.bid,
             ask=event.ask,
         )
-        self._cache.set(f"signals:{event.key}", encode(signal), self._ttl)
         return signal
+
+    def _remember(self, signals: Sequence[Signal]) -> None:
+        """The latest signal per instrument, for readers of the cache (the API): one write
+        per batch, not one per signal."""
+        latest = {f"signals:{s.key}": s for s in signals}
+        self._cache.set_many({k: encode(s) for k, s in latest.items()}, self._ttl)
 
     def _on_control(self, command: ControlCommand) -> None:
         if command.action is not ControlAction.RELOAD_MODEL:
