@@ -18,7 +18,7 @@ from tickpipe_risk.domain.controls.correlation import (
     pair,
 )
 from tickpipe_risk.domain.controls.duplicates import DuplicateGuard
-from tickpipe_risk.domain.controls.exposure import check_gross, check_position, reduces
+from tickpipe_risk.domain.controls.exposure import check_exposure, reduces
 from tickpipe_risk.domain.controls.fill_throttle import FillThrottle
 from tickpipe_risk.domain.controls.freshness import check_reference, check_signal_age
 from tickpipe_risk.domain.controls.halts import Halts
@@ -73,32 +73,49 @@ def test_order_size_when_limits_off_or_price_unknown_skips_them() -> None:
 # -- position and gross exposure ------------------------------------------------------------
 
 
+def _position(held: Decimal, qty: Decimal, price: Decimal, cap: Decimal | None) -> list[str]:
+    return check_exposure({BTC: held}, {BTC: price}, BTC, qty, cap, None)
+
+
 def test_position_when_order_grows_past_cap_returns_reason() -> None:
-    assert check_position(D("0.8"), D("0.03"), D(60_000), D(50_000), "max_position") == []
-    assert check_position(D("0.8"), D("0.04"), D(60_000), D(50_000), "max_position") == [
-        "max_position"
-    ]
+    assert _position(D("0.8"), D("0.03"), D(60_000), D(50_000)) == []
+    assert _position(D("0.8"), D("0.04"), D(60_000), D(50_000)) == ["max_position"]
 
 
 def test_position_when_order_shrinks_oversized_exposure_passes() -> None:
-    assert check_position(D(1), D("-0.1"), D(60_000), D(50_000), "max_position") == []
-    assert check_position(D(1), D("0.01"), D(60_000), D(50_000), "max_position") == ["max_position"]
+    assert _position(D(1), D("-0.1"), D(60_000), D(50_000)) == []
+    assert _position(D(1), D("0.01"), D(60_000), D(50_000)) == ["max_position"]
 
 
 def test_position_when_order_flips_past_cap_returns_reason() -> None:
-    assert check_position(D("0.5"), D("-1.5"), D(60_000), D(50_000), "max_position") == [
-        "max_position"
-    ]
+    assert _position(D("0.5"), D("-1.5"), D(60_000), D(50_000)) == ["max_position"]
+
+
+def test_position_when_nothing_held_counts_the_order_alone() -> None:
+    assert check_exposure({}, {BTC: D(60_000)}, BTC, D(1), D(50_000), None) == ["max_position"]
+    assert check_exposure({}, {BTC: D(60_000)}, BTC, D("0.5"), D(50_000), None) == []
 
 
 def test_gross_when_other_symbols_fill_the_cap_returns_reason() -> None:
     held = {BTC: D("0.5"), ETH: D(-5)}  # 30,000 + 15,000
     prices = {BTC: D(60_000), ETH: D(3_000)}
 
-    assert check_gross(held, prices, BTC, D("0.08"), D(50_000), "gross") == []  # 49,800
-    assert check_gross(held, prices, BTC, D("0.09"), D(50_000), "gross") == ["gross"]  # 50,400
-    assert check_gross(held, prices, ETH, D(5), D(35_000), "gross") == []  # shrinks to 30,000
-    assert check_gross(held, prices, BTC, D(1), None, "gross") == []
+    assert check_exposure(held, prices, BTC, D("0.08"), None, D(50_000)) == []  # 49,800
+    assert check_exposure(held, prices, BTC, D("0.09"), None, D(50_000)) == [
+        "max_gross_exposure"
+    ]  # 50,400
+    assert check_exposure(held, prices, ETH, D(5), None, D(35_000)) == []  # shrinks to 30,000
+    assert check_exposure(held, prices, BTC, D(1), None, None) == []
+
+
+def test_exposure_when_both_caps_break_returns_both_with_prefix() -> None:
+    held = {BTC: D("0.5"), ETH: D(-5)}
+    prices = {BTC: D(60_000), ETH: D(3_000)}
+
+    assert check_exposure(held, prices, BTC, D(1), D(50_000), D(50_000), "account_") == [
+        "account_max_position",
+        "account_max_gross_exposure",
+    ]
 
 
 def test_reduces_when_order_moves_toward_zero_without_crossing_is_true() -> None:
@@ -490,8 +507,8 @@ def test_engine_when_many_limits_bind_returns_every_reason() -> None:
         "max_order_qty",
         "max_order_notional",
         "max_position",
-        "account_max_position",
         "max_gross_exposure",
+        "account_max_position",
         "account_max_gross_exposure",
         "max_open_notional",
         "account_max_open_notional",

@@ -92,6 +92,7 @@ class RiskHandler:
         self._order_type = order_type
         self._limit_offset = limit_offset_bps / BPS
         self.engine = RiskEngine(limits, correlation, breaker)
+        self._circuit_levels: dict[str, int] = {}  # as last exported, per key
         self._store.load_controls(self.engine.state)  # survives restarts without a snapshot
         self._halt_gauges()
         self.market_ns = 0  # the latest signal's or report's ts_event (see the module doc)
@@ -317,4 +318,8 @@ class RiskHandler:
             HALTS.labels(key, "fill_throttle").set(1)
 
     def _circuit_gauge(self, key: str) -> None:
-        child(CIRCUIT, key).set(CIRCUIT_LEVEL[self.engine.state.breaker(key).state])
+        # Read after every signal and report: exported only when it changes.
+        level = CIRCUIT_LEVEL[self.engine.state.breaker(key).state]
+        if self._circuit_levels.get(key) != level:
+            self._circuit_levels[key] = level
+            child(CIRCUIT, key).set(level)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import NamedTuple
 
 from tickpipe_risk.domain.controls import exposure as ex
 from tickpipe_risk.domain.controls.allowlist import check_allowlist
@@ -29,9 +30,8 @@ __all__ = ["Intent", "Limits", "PreTradeChecks"]
 ACCOUNT = "account_"
 
 
-@dataclass(frozen=True, slots=True)
-class Intent:
-    """One prospective order."""
+class Intent(NamedTuple):
+    """One prospective order (a tuple: built for every signal, it must be cheap)."""
 
     strategy_id: str
     key: str
@@ -57,6 +57,9 @@ class PreTradeChecks:
         g = st.limits.guards
         sl = st.strategy_limits(o.strategy_id)
         ref = st.refs.get(o.key)
+        # Positions plus open orders, the strategy's and the account's: read by the exposure
+        # and the loss checks alike, so gathered once.
+        mine, account = st.exposures(o.strategy_id), st.exposures()
         reasons = st.halts.check(o.key)
         reasons += st.fill_throttle.check(o.strategy_id, o.key)
         reasons += st.breaker(o.key).check(market, self.breaker)
@@ -68,11 +71,9 @@ class PreTradeChecks:
         price = o.limit_price if o.limit_price is not None else ref.price if ref else None
         reasons += check_order_size(abs(o.qty), price, sl.max_order_qty, sl.max_order_notional)
         if price is not None:
-            reasons += self._exposure(o, st, price, sl, st.limits.account)
-        reasons += st.loss_guard(o.strategy_id).check(
-            ex.reduces(st.exposure(o.key, o.strategy_id), o.qty)
-        )
-        reasons += st.account_loss.check(ex.reduces(st.exposure(o.key), o.qty), ACCOUNT)
+            reasons += self._exposure(o, st, price, sl, st.limits.account, mine, account)
+        reasons += st.loss_guard(o.strategy_id).check(ex.reduces(mine.get(o.key, ex.ZERO), o.qty))
+        reasons += st.account_loss.check(ex.reduces(account.get(o.key, ex.ZERO), o.qty), ACCOUNT)
         reasons += st.duplicates.check(
             o.client_order_id, o.fingerprint, market, g.duplicate_window_ns
         )
@@ -82,24 +83,28 @@ class PreTradeChecks:
         return reasons
 
     def _exposure(
-        self, o: Intent, st: RiskState, price: Decimal, sl: StrategyLimits, al: AccountLimits
+        self,
+        o: Intent,
+        st: RiskState,
+        price: Decimal,
+        sl: StrategyLimits,
+        al: AccountLimits,
+        mine: dict[str, Decimal],
+        account: dict[str, Decimal],
     ) -> list[str]:
-        mine, account = st.exposures(o.strategy_id), st.exposures()
         prices = {k: st.price(k) for k in {*mine, *account}}
         prices[o.key] = price  # the order's own symbol at the order's price, before and after
-        reasons = ex.check_position(
-            mine.get(o.key, ex.ZERO), o.qty, price, sl.max_position_notional, ex.MAX_POSITION
+        reasons = ex.check_exposure(
+            mine, prices, o.key, o.qty, sl.max_position_notional, sl.max_gross_notional
         )
-        reasons += ex.check_position(
-            account.get(o.key, ex.ZERO),
+        reasons += ex.check_exposure(
+            account,
+            prices,
+            o.key,
             o.qty,
-            price,
             al.max_position_notional,
-            ACCOUNT + ex.MAX_POSITION,
-        )
-        reasons += ex.check_gross(mine, prices, o.key, o.qty, sl.max_gross_notional, ex.MAX_GROSS)
-        reasons += ex.check_gross(
-            account, prices, o.key, o.qty, al.max_gross_notional, ACCOUNT + ex.MAX_GROSS
+            al.max_gross_notional,
+            ACCOUNT,
         )
         notional = abs(o.qty) * price
         reasons += check_open_notional(
@@ -109,10 +114,21 @@ class PreTradeChecks:
             st.open_orders.notional(), notional, al.max_open_notional, ACCOUNT + MAX_OPEN
         )
         if al.max_correlated_risk is not None:
-            before = {k: q * prices[k] for k, q in account.items()}
-            after = dict(before)
-            after[o.key] = after.get(o.key, ex.ZERO) + o.qty * price
-            reasons += check_correlated_risk(
-                self.correlation.risk(before), self.correlation.risk(after), al.max_correlated_risk
-            )
+            reasons += self._correlated(o, price, account, prices, al.max_correlated_risk)
         return reasons
+
+    def _correlated(
+        self,
+        o: Intent,
+        price: Decimal,
+        account: dict[str, Decimal],
+        prices: dict[str, Decimal],
+        cap: Decimal,
+    ) -> list[str]:
+        before = {k: q * prices[k] for k, q in account.items()}
+        after = dict(before)
+        after[o.key] = after.get(o.key, ex.ZERO) + o.qty * price
+        risk_after = self.correlation.risk(after)
+        if risk_after <= float(cap):
+            return []  # only growth past the cap refuses: the risk before matters only then
+        return check_correlated_risk(self.correlation.risk(before), risk_after, cap)

@@ -18,33 +18,36 @@ def grows_past(before: Decimal, after: Decimal, cap: Decimal | None) -> bool:
     return cap is not None and after > cap and after > before
 
 
-def check_position(
-    before_qty: Decimal, qty: Decimal, price: Decimal, cap: Decimal | None, reason: str
-) -> list[str]:
-    before = abs(before_qty) * price
-    after = abs(before_qty + qty) * price
-    return [reason] if grows_past(before, after, cap) else []
-
-
 def gross(exposures: Mapping[str, Decimal], prices: Mapping[str, Decimal]) -> Decimal:
     """Sum of |signed quantity| × price over symbols."""
     return sum((abs(q) * prices[k] for k, q in exposures.items()), ZERO)
 
 
-def check_gross(
+def check_exposure(
     exposures: Mapping[str, Decimal],
     prices: Mapping[str, Decimal],
     key: str,
     qty: Decimal,
-    cap: Decimal | None,
-    reason: str,
+    position_cap: Decimal | None,
+    gross_cap: Decimal | None,
+    prefix: str = "",
 ) -> list[str]:
-    if cap is None:
-        return []
-    before = gross(exposures, prices)
+    """The order's symbol against `position_cap`, the sum over symbols against `gross_cap`.
+
+    `exposures`: signed quantities held (positions plus open orders); `prices` values each
+    of them, and the order's own symbol at the order's price.
+    """
+    price = prices[key]
     held = exposures.get(key, ZERO)
-    after = before - abs(held) * prices[key] + abs(held + qty) * prices[key]
-    return [reason] if grows_past(before, after, cap) else []
+    before, after = abs(held) * price, abs(held + qty) * price
+    reasons = []
+    if grows_past(before, after, position_cap):
+        reasons.append(prefix + MAX_POSITION)
+    if gross_cap is not None:
+        total = gross(exposures, prices)
+        if grows_past(total, total - before + after, gross_cap):
+            reasons.append(prefix + MAX_GROSS)
+    return reasons
 
 
 def reduces(before_qty: Decimal, qty: Decimal) -> bool:
