@@ -3,6 +3,7 @@ report; configuration errors are errors; sweeps give the same points in parallel
 
 from __future__ import annotations
 
+import gc
 import json
 from datetime import datetime
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from tickpipe.backtest.cli import add_parser
 from tickpipe.backtest.config import BacktestConfig, ConfigError, load_file
-from tickpipe.backtest.engine import BacktestResult, run_backtest
+from tickpipe.backtest.engine import BacktestResult, rare_young_collections, run_backtest
 from tickpipe.backtest.sweep import grid, run_sweep
 from tickpipe.cli import main as cli_main
 from tickpipe.marketdata import TradeData, read_binance_capture
@@ -178,3 +179,10 @@ def test_dataset_cli_when_run_writes_what_ingest_publishes(
     assert dataset.manifest["trades"] == window_run.trades
     assert dataset.instruments() == [("binance", "BTC/USDT")]
     assert cli_main(args) == 2  # not over a dataset already there
+
+
+def test_rare_young_collections_raises_the_threshold_and_restores_it() -> None:
+    before = gc.get_threshold()
+    with rare_young_collections(12_345):
+        assert gc.get_threshold() == (12_345, *before[1:])
+    assert gc.get_threshold() == before

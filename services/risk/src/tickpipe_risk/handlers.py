@@ -143,14 +143,14 @@ class RiskHandler:
         ref = engine.state.refs.get(key)
         price = ref.price if ref else Decimal(str(s.price))
         rules = self._rules_for(s.symbol)
-        qty = self._size(s, price, rules)
+        qty = self._size(s, key, price, rules)
         if qty == 0:
             return ()  # at target already (within one lot / the exchange minimums)
         side = "buy" if qty > 0 else "sell"
         limit_price = self._limit_price(side, price, rules) if ref else None
         if limit_price is not None:
             # Sized again at the price it commits, so the per-order limits hold at that price.
-            qty = self._size(s, limit_price, rules)
+            qty = self._size(s, key, limit_price, rules)
             if qty == 0 or (qty > 0) != (side == "buy"):
                 return ()
         coid = client_order_id(s.strategy_id, s.event_id)
@@ -198,13 +198,14 @@ class RiskHandler:
         )
         return (Emit(RISK_DECISIONS, decision), Emit(ORDERS, order))
 
-    def _size(self, s: Signal, price: Decimal, rules: MarketRules) -> Decimal:
+    def _size(self, s: Signal, key: str, price: Decimal, rules: MarketRules) -> Decimal:
         st = self.engine.state
         limits = st.strategy_limits(s.strategy_id)
-        caps = (limits.max_position_notional, st.limits.account.max_position_notional)
-        cap = min((c for c in caps if c is not None), default=None)
+        cap, account_cap = limits.max_position_notional, st.limits.account.max_position_notional
+        if cap is None or (account_cap is not None and account_cap < cap):
+            cap = account_cap  # the tighter of the two; None when both are off
         target = target_qty(s.direction, s.score, price, s.volatility, self._sizing, cap)
-        exposure = st.exposure(s.key, s.strategy_id)
+        exposure = st.exposure(key, s.strategy_id)
         step = order_qty(target, exposure, price, limits.max_order_notional, limits.max_order_qty)
         return tradable(step, price, rules)
 
