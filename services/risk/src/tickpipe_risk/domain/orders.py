@@ -67,24 +67,18 @@ class OpenOrders:
 
     def qty(self, key: str, strategy_id: str | None = None) -> Decimal:
         """Signed open quantity in `key`: one strategy's, or the account's."""
-        return sum(
-            (
-                o.leaves
-                for o in self.by_id.values()
-                if o.key == key and (strategy_id is None or o.strategy_id == strategy_id)
-            ),
-            ZERO,
-        )
+        total = ZERO
+        for o in self.by_id.values():
+            if o.key == key and (strategy_id is None or o.strategy_id == strategy_id):
+                total += o.leaves
+        return total
 
     def notional(self, strategy_id: str | None = None) -> Decimal:
-        return sum(
-            (
-                o.notional
-                for o in self.by_id.values()
-                if strategy_id is None or o.strategy_id == strategy_id
-            ),
-            ZERO,
-        )
+        total = ZERO
+        for o in self.by_id.values():
+            if strategy_id is None or o.strategy_id == strategy_id:
+                total += o.notional
+        return total
 
     def dump(self) -> dict[str, Any]:
         return {k: o.dump() for k, o in self.by_id.items()}

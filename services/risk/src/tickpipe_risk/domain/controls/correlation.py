@@ -36,9 +36,15 @@ class CorrelationModel:
         return 1.0 if a == b else self.correlations.get(pair(a, b), self.default_correlation)
 
     def risk(self, notionals: Mapping[str, Decimal]) -> float:
-        keys = [k for k, w in notionals.items() if w]
-        scaled = [float(notionals[k]) * self.vol(k) for k in keys]
-        variance = sum(s * s for s in scaled)
+        vols, default = self.vols, self.default_vol
+        keys, scaled = [], []
+        variance = 0.0
+        for k, w in notionals.items():
+            if w:
+                s = float(w) * vols.get(k, default)
+                keys.append(k)
+                scaled.append(s)
+                variance += s * s
         for i in range(len(keys)):
             for j in range(i + 1, len(keys)):
                 variance += 2 * scaled[i] * scaled[j] * self.rho(keys[i], keys[j])

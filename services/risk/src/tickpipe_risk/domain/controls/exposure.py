@@ -20,7 +20,10 @@ def grows_past(before: Decimal, after: Decimal, cap: Decimal | None) -> bool:
 
 def gross(exposures: Mapping[str, Decimal], prices: Mapping[str, Decimal]) -> Decimal:
     """Sum of |signed quantity| × price over symbols."""
-    return sum((abs(q) * prices[k] for k, q in exposures.items()), ZERO)
+    total = ZERO
+    for k, q in exposures.items():
+        total += abs(q) * prices[k]
+    return total
 
 
 def check_exposure(
