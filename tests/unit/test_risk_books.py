@@ -167,6 +167,24 @@ def test_books_when_strategies_offset_account_nets_and_realizes() -> None:
     assert books.pnl(mark).net == books.pnl(mark, "a").net + books.pnl(mark, "b").net
 
 
+def test_books_net_equals_the_breakdowns_net_for_random_fills() -> None:
+    rng = random.Random(11)
+    books = Books()
+    keys = [f.KEY, "binance:ETH/USDT", "binance:SOL/USDT"]
+    marks = {k: D(str(round(rng.uniform(10, 70_000), 2))) for k in keys[:2]}  # one unmarked
+
+    def mark(key: str) -> Decimal | None:
+        return marks.get(key)
+
+    for i in range(300):
+        qty = D(str(round(rng.uniform(-2, 2), 5))) or D("0.00001")
+        price = D(str(round(rng.uniform(10, 70_000), 2)))
+        fill = Fill(f"o{i}", "1", rng.choice("ab"), rng.choice(keys), qty, price, D("0.1"), f.T0)
+        books.apply(fill)
+        for strategy in (None, "a", "b"):
+            assert books.net(mark, strategy) == books.pnl(mark, strategy).net
+
+
 def test_books_when_fill_has_no_trade_id_dedupes_on_cumulative_quantity() -> None:
     handler = _handler()
     first = f.execution(trade_id=None, quantity=D(1), cum_qty=D("0.4"), last_qty=D("0.4"),

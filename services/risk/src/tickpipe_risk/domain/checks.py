@@ -125,10 +125,12 @@ class PreTradeChecks:
         prices: dict[str, Decimal],
         cap: Decimal,
     ) -> list[str]:
-        before = {k: q * prices[k] for k, q in account.items()}
-        after = dict(before)
-        after[o.key] = after.get(o.key, ex.ZERO) + o.qty * price
+        # After the order: its symbol at (held + qty) × the order's price, exactly what the
+        # held notional plus the order's would be.
+        after = {k: q * prices[k] for k, q in account.items()}
+        after[o.key] = (account.get(o.key, ex.ZERO) + o.qty) * price
         risk_after = self.correlation.risk(after)
         if risk_after <= float(cap):
             return []  # only growth past the cap refuses: the risk before matters only then
+        before = {k: q * prices[k] for k, q in account.items()}
         return check_correlated_risk(self.correlation.risk(before), risk_after, cap)

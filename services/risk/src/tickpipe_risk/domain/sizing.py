@@ -56,14 +56,12 @@ def order_qty(
     delta = target - exposure
     if price <= 0:
         return ZERO
-    caps = [
-        c
-        for c in (max_order_qty, None if max_order_notional is None else max_order_notional / price)
-        if c is not None
-    ]
-    if not caps:
+    cap = max_order_qty
+    if max_order_notional is not None:
+        by_notional = max_order_notional / price
+        cap = by_notional if cap is None else min(cap, by_notional)
+    if cap is None:
         return delta
-    cap = min(caps)
     return delta if abs(delta) <= cap else cap.copy_sign(delta)
 
 

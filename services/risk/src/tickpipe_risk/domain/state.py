@@ -94,7 +94,7 @@ class RiskState:
         return out
 
     def equity(self, strategy_id: str | None = None) -> Decimal:
-        return self.books.pnl(self.mark, strategy_id).net
+        return self.books.net(self.mark, strategy_id)
 
     def loss_guard(self, strategy_id: str) -> LossGuard:
         guard = self.loss.get(strategy_id)
