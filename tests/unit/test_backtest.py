@@ -162,6 +162,7 @@ def test_bars_engine_when_run_on_the_window_trades_as_the_ticks_engine(
     bars = run_backtest(replace(WINDOW, engine="bars"))
     assert bars.summary.counts["trades"] == window_run.trades
     assert _trading(bars) == _trading(window_run)
+    assert bars.marks == window_run.marks  # the report values both on the same bar closes
     # Limit orders rest on prints the bars engine does not replay: refused, not approximated.
     with pytest.raises(ConfigError, match="market orders"):
         run_backtest(replace(WINDOW, engine="bars").with_settings({"risk.order_type": "limit"}))
