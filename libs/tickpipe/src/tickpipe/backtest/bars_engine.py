@@ -64,6 +64,7 @@ BLOCK = 256  # bars scored by one model call
 # Rows per polars step: its working memory (group-bys, joins) grows with the chunk, and
 # memory the allocator took stays with the process (peak RSS). Time is flat from ~25k up.
 CHUNK_ROWS = 50_000
+VECTOR_COLUMNS = ("end", "exchange", "symbol", "start", "close", "bid", "ask")  # see _vector
 
 
 def run_bars(
@@ -88,23 +89,23 @@ def run_bars(
     for block in chunks_of(bars, BLOCK):
         clock.advance_to(int(block["emit_ts"].max()))  # type: ignore[arg-type]
         now = clock.now_ns()
-        # Features as tuples, the rest by name: a 44-key dict per bar cost more than the bar.
-        rows = block.select(pl.exclude(FEATURE_NAMES)).rows(named=True)
+        # Plain tuples of just what a vector needs: rows as dicts cost more than the bar.
+        heads = block.select(VECTOR_COLUMNS).rows()
         features = block.select(FEATURE_NAMES).rows()
         vectors = [
-            _vector(row, dict(zip(FEATURE_NAMES, values, strict=True)), feature_set, now, ctx.ids)
-            for row, values in zip(rows, features, strict=True)
+            _vector(head, dict(zip(FEATURE_NAMES, values, strict=True)), feature_set, now, ctx.ids)
+            for head, values in zip(heads, features, strict=True)
         ]
         router.summary.add("bars", len(vectors))
         scored = inference.handle_batch([(v, FEATURES) for v in vectors], now)
-        for row, outcome in zip(rows, scored, strict=True):
-            router.market = partial(_market_events, row, now, ctx.ids)
+        for i, outcome in enumerate(scored):
+            router.market = partial(_market_events, block, i, now, ctx.ids)
             if isinstance(outcome, Exception):
                 router.dead_letter(outcome)
             else:
                 router.route(outcome, now)
         if on_progress:
-            on_progress(len(rows))
+            on_progress(len(vectors))
     key = pl.concat_str("exchange", pl.lit(":"), "symbol")
     marks = [Mark(*m) for m in bars.select("end", key, "close").iter_rows()] if len(bars) else []
     elapsed = time.perf_counter() - started
@@ -173,12 +174,13 @@ def _chunks(
         yield from chunks_of(part, CHUNK_ROWS)
 
 
-def _market_events(row: dict[str, Any], now: int, ids: EventIds) -> list[Emit]:
+def _market_events(block: pl.DataFrame, i: int, now: int, ids: EventIds) -> list[Emit]:
     """The bar's touch and closing trade, as execution's market data. Made only for a bar
     that leads to an order, just before it: a market order with no latency trades at its
     own bar's point and on nothing else. The engine delivers in arrival order itself, so
     these carry no arrival numbers (nor do its vectors, signals and orders): an order
     without `market_seq` trades where it arrives, which here is its point."""
+    row = block.row(i, named=True)
     common = {"exchange": row["exchange"], "symbol": row["symbol"], "ts_init": now}
     out: list[Emit] = []
     if row["bid"] is not None:
@@ -206,20 +208,21 @@ def _market_events(row: dict[str, Any], now: int, ids: EventIds) -> list[Emit]:
 
 
 def _vector(
-    row: dict[str, Any], values: dict[str, float], feature_set: str, now: int, ids: EventIds
+    head: tuple[Any, ...], values: dict[str, float], feature_set: str, now: int, ids: EventIds
 ) -> FeatureVector:
+    end, exchange, symbol, start, close, bid, ask = head  # VECTOR_COLUMNS
     return FeatureVector(
         event_id=ids.new(),
-        ts_event=row["end"],
+        ts_event=end,
         ts_init=now,
-        exchange=row["exchange"],
-        symbol=row["symbol"],
+        exchange=exchange,
+        symbol=symbol,
         feature_set=feature_set,
-        bar_start=row["start"],
-        close=row["close"],
+        bar_start=start,
+        close=close,
         values=values,
-        bid=row["bid"],
-        ask=row["ask"],
+        bid=bid,
+        ask=ask,
     )
 
 
