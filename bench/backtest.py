@@ -45,7 +45,7 @@ print(json.dumps({"seconds": r.elapsed_s, "trades": r.trades, "events": r.events
     "bars": r.summary.counts.get("bars", 0), "orders": len(r.orders), "fills": len(r.fills),
     "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     "python": platform.python_version(), "executable": os.path.realpath(sys.executable),
-    "loop_ms": min(timeit.repeat("for i in range(10**6): i * i", number=1, repeat=5)) * 1e3}))
+    "loop_ms": min(timeit.repeat("for i in range(2 * 10**6): i * i", number=1, repeat=9)) * 1e3}))
 """
 
 
@@ -85,7 +85,7 @@ def environment_for(python: str) -> str:
 
 def build(probe: dict[str, Any]) -> str:
     """`3.11.7 /root/.pyenv/... (loop 61 ms)`: which interpreter, and how fast it runs plain
-    Python (a fixed integer loop, best of 5): builds differ by a third here."""
+    Python (a fixed integer loop, best of 9, after the run): builds differ by a third here."""
     return f"{probe['python']} {probe['executable']} (loop {probe['loop_ms']:.0f} ms)"
 
 
