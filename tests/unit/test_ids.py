@@ -99,3 +99,30 @@ def test_random_part_when_encoded_by_pairs_equals_the_character_loop() -> None:
     rng = random.Random(7)
     for value in [0, (1 << 80) - 1, *(rng.getrandbits(80) for _ in range(2_000))]:
         assert _encode_random(value) == _encode(value, 16)
+
+
+def test_ids_within_a_millisecond_count_up_across_the_cached_head() -> None:
+    import random
+
+    from tickpipe.ids import _ALPHABET, _encode
+
+    clock = SimClock(T0)
+    ids = EventIds(clock, seed=3)
+    draws = random.Random(3)
+    expected = draws.getrandbits(80)
+
+    def random_part(event_id: str) -> int:
+        value = 0
+        for ch in event_id[10:]:
+            value = value * 32 + _ALPHABET.index(ch)
+        return value
+
+    made = [ids.new() for _ in range(3_000)]  # crosses the 1,024-id head at least twice
+
+    assert [random_part(i) for i in made] == list(range(expected, expected + 3_000))
+    assert all(i[:10] == _encode(T0 // 1_000_000, 10) for i in made)
+    clock.advance_to(T0 + 1_000_000)
+    after = ids.new()
+    assert after[:10] == _encode(T0 // 1_000_000 + 1, 10)
+    assert random_part(after) == draws.getrandbits(80)  # a new millisecond draws afresh
+    assert after > made[-1]

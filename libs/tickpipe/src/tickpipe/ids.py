@@ -54,6 +54,10 @@ class EventIds:
         self._last_ms = -1
         self._last_rand = 0
         self._prefix = ""
+        # Within a millisecond the random part counts up, so all but its last two
+        # characters (10 bits) stay the same for 1,024 ids: kept encoded.
+        self._head = ""
+        self._head_bits = -1
         self._lock = threading.Lock()
 
     def new(self) -> str:
@@ -66,11 +70,17 @@ class EventIds:
                 self._last_ms += 1
                 self._last_rand = 0
                 self._prefix = _encode(self._last_ms, 10)
+                self._head_bits = -1
             else:
                 self._last_ms = ms
                 self._last_rand = self._rng.getrandbits(_RANDOM_BITS)
                 self._prefix = _encode(ms, 10)
-            return self._prefix + _encode_random(self._last_rand)
+                self._head_bits = -1
+            rand = self._last_rand
+            if rand >> 10 != self._head_bits:
+                self._head_bits = rand >> 10
+                self._head = self._prefix + _encode_random(rand)[:-2]
+            return self._head + _PAIRS[rand & 1023]
 
 
 def ulid_time_ms(event_id: str) -> int:
