@@ -1,9 +1,10 @@
 """Risk benchmark: the risk handler in process, on a realistic mix of inputs.
 
-Three strategies trade four symbols of one account. Per second of market time: about 1,000
-quotes across the symbols, one signal per strategy and symbol (a 1 s bar closing), an ack and
-one or two fills 1-5 ms after every approved order, and now and then a data-quality gap that
-heals 100 ms later. The handler runs as in the service (every control on, the default limits
+Three strategies trade four symbols of one account. Per second of market time: one signal
+per strategy and symbol (a 1 s bar closing), carrying the touch of a mid that moves about
+1,000 times a second (risk prices on the signal's touch, not on a quote stream), an ack and
+one or two fills 1-5 ms after every approved order, and now and then a data-quality gap
+that heals 100 ms later. The handler runs as in the service (every control on, the default limits
 but for the rate throttles, an in-memory cache); no bus, no serialization.
 
 Reports decisions per second (signals decided per second of handler time), all inputs per
@@ -37,10 +38,9 @@ from tickpipe.messages import (
     OrderRequest,
     OrderStatus,
     QualityIssue,
-    QuoteTick,
     Signal,
 )
-from tickpipe.topics import EXECUTIONS, QUALITY, QUOTES, SIGNALS
+from tickpipe.topics import EXECUTIONS, QUALITY, SIGNALS
 from tickpipe_risk.app import RiskSettings
 from tickpipe_risk.domain.sizing import SizingConfig
 from tickpipe_risk.handlers import RiskHandler
@@ -111,33 +111,26 @@ class Stream:
         }
 
     def next(self) -> tuple[Event, str]:
-        self.now += self.rng.randint(0, 2 * MS)  # ~1,000 quotes a second
-        if self.pending and self.pending[0][0] <= self.now:
-            event, topic = self.pending.pop(0)[1]
-            return event, topic
-        if self.now >= self.next_bar:  # a bar closed: every strategy scores every symbol
-            self.next_bar += SECOND
-            self.bar_signals = [(s, k) for s in STRATEGIES for k in SYMBOLS]
-            self.rng.shuffle(self.bar_signals)
-        if self.bar_signals:
-            strategy, symbol = self.bar_signals.pop()
-            return self._signal(strategy, symbol), SIGNALS
-        symbol = self.rng.choice(list(SYMBOLS))
-        if self.rng.random() < 0.0001:
-            return self._quality(symbol), QUALITY
-        self.mids[symbol] *= 1 + self.rng.gauss(0, 0.0001)
-        mid = self.mids[symbol]
-        spread = mid * 0.00005
-        return QuoteTick(
-            **self._base(symbol),
-            bid=round(mid - spread, 2),
-            bid_size=1.0,
-            ask=round(mid + spread, 2),
-            ask_size=1.0,
-        ), QUOTES
+        while True:
+            self.now += self.rng.randint(0, 2 * MS)  # the touch moves ~1,000 times a second
+            if self.pending and self.pending[0][0] <= self.now:
+                event, topic = self.pending.pop(0)[1]
+                return event, topic
+            if self.now >= self.next_bar:  # a bar closed: every strategy scores every symbol
+                self.next_bar += SECOND
+                self.bar_signals = [(s, k) for s in STRATEGIES for k in SYMBOLS]
+                self.rng.shuffle(self.bar_signals)
+            if self.bar_signals:
+                strategy, symbol = self.bar_signals.pop()
+                return self._signal(strategy, symbol), SIGNALS
+            symbol = self.rng.choice(list(SYMBOLS))
+            if self.rng.random() < 0.0001:
+                return self._quality(symbol), QUALITY
+            self.mids[symbol] *= 1 + self.rng.gauss(0, 0.0001)
 
     def _signal(self, strategy: str, symbol: str) -> Signal:
         p = self.rng.choice([0.05, 0.2, 0.35, 0.5, 0.65, 0.8, 0.95])
+        mid = self.mids[symbol]
         return Signal(
             **self._base(symbol),
             strategy_id=strategy,
@@ -146,8 +139,10 @@ class Stream:
             probability=p,
             score=2 * p - 1,
             feature_ts=self.now,
-            price=self.mids[symbol],
+            price=mid,
             volatility=self.rng.choice([0.0002, 0.0005, 0.001]),
+            bid=round(mid * (1 - 0.00005), 2),
+            ask=round(mid * (1 + 0.00005), 2),
         )
 
     def _quality(self, symbol: str) -> DataQuality:
@@ -236,6 +231,8 @@ def run_once(events: int, seed: int) -> Run:
 
 def _pct(values: list[int], q: float) -> float:
     ordered = sorted(values)
+    if not ordered:
+        return float("nan")
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1e3
 
 
@@ -248,7 +245,7 @@ def main() -> None:
     runs = [run_once(args.events, seed=i) for i in range(args.repeat)]
 
     def med(f: Any) -> float:
-        return statistics.median(f(r) for r in runs)
+        return float(statistics.median(f(r) for r in runs))
 
     table = Table(
         title=f"risk handler, in process — {args.events:,} inputs × {args.repeat} runs (median)"
