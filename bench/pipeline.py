@@ -59,6 +59,7 @@ class Result:
     seconds: float
     latencies_ms: list[float]
     rss_mib: dict[str, float]
+    fills: int | None = None  # when none are timed (in-memory): how many there were
 
     def row(self) -> list[str]:
         lat = sorted(self.latencies_ms)
@@ -72,7 +73,7 @@ class Result:
             self.mode,
             f"{self.trades / self.seconds:,.0f}",
             f"{self.records / self.seconds:,.0f}",
-            str(len(lat)),
+            str(len(lat)) if lat or self.fills is None else f"{self.fills} (untimed)",
             f"{statistics.median(lat):.2f}" if lat else "—",
             pct(0.99),
             f"{lat[-1]:.2f}" if lat else "—",
@@ -195,6 +196,7 @@ print(orjson.dumps({{"n": n, "s": s, "fills": fills,
         data["s"],
         [],
         {"all five": data["rss"]},
+        fills=data["fills"],
     )
 
 
