@@ -23,7 +23,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from tickpipe_inference.domain.model import VARIANT_FILES, OnnxModel, Variant
+from tickpipe_inference.domain.model import Variant
+from tickpipe_inference.onnx_model import VARIANT_FILES, OnnxModel
 from tickpipe_inference.training import feature_rows
 
 SAMPLE = Path("data/sample/binance-spot-btcusdt-20240808.gz")

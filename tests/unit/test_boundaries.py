@@ -11,6 +11,15 @@ from tests.unit.factories import REPO
 
 SERVICES = sorted(p.name for p in (REPO / "services").iterdir() if (p / "src").is_dir())
 SERVICE_PACKAGES = {f"tickpipe_{name}" for name in SERVICES}
+# Pinned as well, so a service folder moved or renamed cannot shrink what the rules check.
+KNOWN_SERVICE_PACKAGES = {
+    "tickpipe_ingest",
+    "tickpipe_feature",
+    "tickpipe_inference",
+    "tickpipe_risk",
+    "tickpipe_execution",
+    "tickpipe_api",
+}
 DOMAIN_FILES = sorted(
     [*REPO.glob("services/*/src/*/domain/**/*.py"), *REPO.glob("libs/quant/**/*.py")]
 )
@@ -22,6 +31,8 @@ BANNED_MODULES = (
     "httpx",
     "aiohttp",
     "websockets",
+    # Model runtimes are adapters too: a domain scores through the `Model` port.
+    "onnxruntime",
     "urllib.request",
     "http.client",
     "socket",
@@ -83,6 +94,8 @@ def _rel(path: Path) -> str:
         "import os\nx = os.getenv('A')",
         "from os import environ",
         "from tickpipe.bus.kafka import KafkaBus",
+        "import onnxruntime as ort",
+        "from onnxruntime.quantization import quantize_dynamic",
         "from datetime import datetime\nx = datetime.now()",
         "import time\nx = time.time_ns()",
     ],
@@ -115,6 +128,25 @@ def test_domain_module_when_parsed_imports_no_adapters_or_environment(path: Path
     assert violations(path.read_text()) == []
 
 
+def _service_domain_files() -> list[Path]:
+    return [p for p in DOMAIN_FILES if p.is_relative_to(REPO / "services")]
+
+
+@pytest.mark.parametrize("path", _service_domain_files(), ids=_rel)
+def test_domain_module_when_parsed_imports_only_the_domain_of_its_own_service(
+    path: Path,
+) -> None:
+    # The adapters of its own service (an ONNX model, a registry on disk) reach a domain
+    # only through the ports it declares, never by import.
+    package = path.relative_to(REPO / "services").parts[2]
+    outside = [
+        m
+        for m in _imports(ast.parse(path.read_text()))
+        if m.split(".")[0] == package and not m.startswith(f"{package}.domain")
+    ]
+    assert outside == []
+
+
 def _source_files(root: Path) -> list[Path]:
     return sorted(root.glob("**/*.py"))
 
@@ -135,16 +167,58 @@ def test_service_when_parsed_imports_no_other_service(service: str) -> None:
     assert crossing == []
 
 
+def test_service_packages_when_listed_include_every_known_service() -> None:
+    assert SERVICE_PACKAGES >= KNOWN_SERVICE_PACKAGES
+
+
+def _dynamic_imports(tree: ast.AST) -> list[str]:
+    """Modules named by string to importlib.import_module or __import__."""
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not node.args:
+            continue
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+        first = node.args[0]
+        if name in ("import_module", "__import__") and isinstance(first, ast.Constant):
+            names.append(str(first.value))
+    return names
+
+
+def _upward(source: str) -> list[str]:
+    tree = ast.parse(source)
+    return [
+        m
+        for m in [*_imports(tree), *_dynamic_imports(tree)]
+        if m.split(".")[0] in SERVICE_PACKAGES | KNOWN_SERVICE_PACKAGES
+    ]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from tickpipe_risk.handlers import RiskHandler",
+        "def f():\n    import tickpipe_api.app",
+        "import importlib\nm = importlib.import_module('tickpipe_inference.app')",
+        "m = __import__('tickpipe_ingest')",
+    ],
+)
+def test_upward_imports_when_source_names_a_service_reports_it(source: str) -> None:
+    assert _upward(source)
+
+
+def test_upward_imports_when_source_names_only_libraries_reports_nothing() -> None:
+    source = "import tickpipe.messages\nimport importlib\nm = importlib.import_module('json')"
+    assert _upward(source) == []
+
+
 @pytest.mark.parametrize("lib", ["tickpipe", "quant"])
 def test_library_when_parsed_imports_no_service(lib: str) -> None:
+    # Dependencies point one way, services -> libs: the libraries find services through
+    # entry points, never by importing them.
     files = _source_files(REPO / "libs" / lib / "src")
     assert files
 
-    upward = [
-        f"{_rel(path)}: {module}"
-        for path in files
-        for module in _imports(ast.parse(path.read_text()))
-        if module.split(".")[0] in SERVICE_PACKAGES
-    ]
+    upward = [f"{_rel(path)}: {module}" for path in files for module in _upward(path.read_text())]
 
     assert upward == []

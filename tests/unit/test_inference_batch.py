@@ -5,19 +5,21 @@ from __future__ import annotations
 import json
 import math
 import random
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import pytest
+
 from tests.unit import factories as f
+from tests.unit.inference_models import register, register_inverted
 from tickpipe.cache.memory import MemoryCache
 from tickpipe.clock import SimClock
 from tickpipe.ids import EventIds
 from tickpipe.messages import ControlAction, Event, Signal
 from tickpipe.service import Emit, Rejected
 from tickpipe.topics import CONTROL, FEATURES
-from tickpipe_inference.domain.registry import ModelRegistry
 from tickpipe_inference.handlers import InferenceHandler
+from tickpipe_inference.model_registry import ModelRegistry
 from tickpipe_quant.features import FEATURE_NAMES, FEATURE_SET
 
 
@@ -60,10 +62,8 @@ def _outcome(result: Sequence[Emit] | Exception) -> object:
 def test_inference_batch_when_run_with_a_reload_inside_then_equals_one_at_a_time(
     tmp_path: Path,
 ) -> None:
-    for version in ("v1", "v2"):
-        shutil.copytree(f.MODEL_DIR, tmp_path / "baseline" / version)
-    card = tmp_path / "baseline" / "v2" / "card.json"
-    card.write_text(json.dumps({**json.loads(card.read_text()), "version": "v2"}))
+    register(tmp_path, "v1")
+    register_inverted(tmp_path, "v2")  # other weights: P(up) becomes 1 - P(up)
     items = _items()
 
     single = _handler(tmp_path)
@@ -79,10 +79,21 @@ def test_inference_batch_when_run_with_a_reload_inside_then_equals_one_at_a_time
     assert ("error", "non_finite_feature") in batched
     versions = {v for o in batched if isinstance(o, list) for v, _, _ in o}
     assert versions == {"baseline:v1", "baseline:v2"}
+    # From the reload on, each vector is scored by v2's weights, not v1's under a new label.
+    features_only = [(e, t) for e, t in items if t == FEATURES]
+    v1_only = [_outcome(r) for r in _handler(tmp_path).handle_batch(features_only, f.T0)]
+    scored = [o for o in batched if o != []]
+    assert len(scored) == len(v1_only)
+    for got, v1 in zip(scored, v1_only, strict=True):
+        if isinstance(got, list) and got[0][0] == "baseline:v2":
+            assert isinstance(v1, list)
+            assert got[0][1] == pytest.approx(1 - v1[0][1], abs=1e-6)
+        else:
+            assert got == v1
 
 
 def test_inference_batch_caches_the_latest_signal_per_instrument_once(tmp_path: Path) -> None:
-    shutil.copytree(f.MODEL_DIR, tmp_path / "baseline" / "v1")
+    register(tmp_path, "v1")
     registry = ModelRegistry(tmp_path, FEATURE_SET, FEATURE_NAMES)
     writes: list[list[str]] = []
 

@@ -20,8 +20,9 @@ from tickpipe.ids import EventIds
 from tickpipe.messages import FeatureVector, Signal
 from tickpipe.service import Rejected
 from tickpipe.topics import FEATURES, SIGNALS
-from tickpipe_inference.domain.model import ModelError, OnnxModel
+from tickpipe_inference.domain.model import ModelError
 from tickpipe_inference.handlers import InferenceHandler, direction_for
+from tickpipe_inference.onnx_model import OnnxModel
 from tickpipe_quant.features import FEATURE_NAMES
 
 LONG, SHORT = 0.55, 0.45
@@ -197,7 +198,7 @@ def test_onnx_model_when_card_checksum_edited_raises_model_error(tmp_path: Path)
 
 def test_onnx_model_when_untampered_copy_loads(tmp_path: Path) -> None:
     assert (
-        OnnxModel(_copy_model(tmp_path)).card.sha256
+        OnnxModel(_copy_model(tmp_path)).sha256
         == json.loads((f.MODEL_DIR / "card.json").read_text())["onnx_sha256"]
     )
 

@@ -20,8 +20,9 @@ from sklearn.preprocessing import StandardScaler
 
 from tests.unit import factories as f
 from tickpipe_inference.app import InferenceSettings
-from tickpipe_inference.domain.model import ModelError, OnnxModel
-from tickpipe_inference.domain.registry import ModelRegistry
+from tickpipe_inference.domain.model import ModelError
+from tickpipe_inference.model_registry import ModelRegistry
+from tickpipe_inference.onnx_model import OnnxModel
 from tickpipe_inference.quantize import integer_ops, quantize_int8
 from tickpipe_inference.training import Fitted, TrainConfig, fit, train
 from tickpipe_quant.features import FEATURE_NAMES, FEATURE_SET

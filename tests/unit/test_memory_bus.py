@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from tickpipe.bus.base import OutRecord, Record
+import pytest
+
+from tickpipe.bus.base import BusError, OutRecord, Reader, Record
 from tickpipe.bus.memory import MemoryBus, MemoryLink, partition_for
+from tickpipe.clock import SimClock
 from tickpipe.topics import BY_NAME, QUOTES, TRADES
 
 KEYS = [b"binance:BTC/USDT", b"binance:ETH/USDT", b"kraken:BTC/USD", b"coinbase:SOL/USD"]
@@ -198,3 +201,113 @@ def test_memory_link_when_behind_reports_lag_per_topic_until_consumed() -> None:
     assert sum(link.lag().values()) == 14 - len(got)
     _drain(link)
     assert link.lag() == {TRADES: 0, QUOTES: 0}
+
+
+# -- group-less readers ----------------------------------------------------------------------
+MS = 1_000_000  # nanoseconds per millisecond
+
+
+def _produce_at(bus: MemoryBus, clock: SimClock, topic: str, at_ms: int, n: int) -> None:
+    clock.advance_to(at_ms * MS)
+    _produce(bus, topic, n)
+
+
+def _read_all(reader: Reader, batch: int = 7) -> list[Record]:
+    out: list[Record] = []
+    while records := reader.poll(batch, 0.0):
+        assert len(records) <= batch
+        out.extend(records)
+    return out
+
+
+def test_memory_bus_when_clock_given_stamps_records_with_its_time() -> None:
+    clock = SimClock(1_500 * MS + 999)
+    bus = MemoryBus(clock=clock)
+
+    _produce(bus, TRADES, 2)
+
+    assert {r.timestamp_ms for r in bus.records(TRADES)} == {1_500}
+    assert {r.timestamp_ms for r in MemoryBus().records(TRADES)} <= {0}
+
+
+def test_memory_reader_when_from_time_given_starts_every_partition_at_or_after_it() -> None:
+    clock = SimClock()
+    bus = MemoryBus(clock=clock)
+    _produce_at(bus, clock, TRADES, 1_000, 40)
+    _produce_at(bus, clock, TRADES, 2_000, 40)
+
+    reader = bus.reader([TRADES], from_ms=2_000, client_id="r")
+    got = _read_all(reader)
+
+    later = bus.records(TRADES)[40:]
+    assert [r.value for r in got] == [r.value for r in later]  # global append order
+    assert {r.partition for r in got} == {r.partition for r in later}
+    assert len({r.partition for r in got}) > 1
+    assert all(r.timestamp_ms == 2_000 for r in got)
+
+
+def test_memory_reader_when_from_time_between_stamps_starts_at_the_next_record() -> None:
+    clock = SimClock()
+    bus = MemoryBus(clock=clock)
+    _produce_at(bus, clock, TRADES, 1_000, 8)
+    _produce_at(bus, clock, TRADES, 3_000, 8)
+
+    assert len(_read_all(bus.reader([TRADES], from_ms=1_001, client_id="r"))) == 8
+    assert len(_read_all(bus.reader([TRADES], from_ms=0, client_id="r"))) == 16
+    assert _read_all(bus.reader([TRADES], from_ms=3_001, client_id="r")) == []
+
+
+def test_memory_reader_when_no_time_given_starts_at_the_end_then_follows() -> None:
+    bus = MemoryBus()
+    _produce(bus, TRADES, 30)
+    reader = bus.reader([TRADES], from_ms=None, client_id="r")
+    assert reader.poll(100, 0.0) == []
+
+    live = _produce(bus, TRADES, 5)
+
+    assert [r.value for r in _read_all(reader)] == live
+
+
+def test_memory_reader_when_reading_two_topics_interleaves_them_in_append_order() -> None:
+    bus = MemoryBus()
+    reader = bus.reader([TRADES, QUOTES], from_ms=None, client_id="r")
+    producer = bus.producer("test")
+    expected = []
+    for i in range(20):
+        topic = QUOTES if i % 3 else TRADES
+        expected.append((topic, f"{i}".encode()))
+        producer.send(OutRecord(topic, KEYS[i % len(KEYS)], f"{i}".encode()))
+
+    assert [(r.topic, r.value) for r in _read_all(reader, batch=6)] == expected
+
+
+def test_memory_reader_when_reading_history_moves_no_group_offsets() -> None:
+    bus = MemoryBus()
+    _produce(bus, TRADES, 50)
+    group = bus.link(group="g", topics=[TRADES], client_id="a")
+    group.poll(20)
+    group.complete(())
+    group.close()
+
+    # Named like the group, as a Kafka reader's (never joined) group id is.
+    reader = bus.reader([TRADES], from_ms=0, client_id="g")
+    assert len(_read_all(reader)) == 50
+    reader.close()
+    again = bus.link(group="g", topics=[TRADES], client_id="a")
+
+    assert len(_drain(again)) == 30  # from the group's commit, untouched by the reader
+
+
+def test_memory_reader_when_empty_waits_for_the_timeout_then_returns_nothing() -> None:
+    reader = MemoryBus().reader([TRADES], from_ms=None, client_id="r")
+
+    assert reader.poll(10, 0.01) == []
+
+
+def test_memory_reader_when_closed_refuses_to_poll() -> None:
+    reader = MemoryBus().reader([TRADES], from_ms=None, client_id="r")
+    reader.close()
+    reader.close()  # idempotent
+
+    with pytest.raises(BusError, match="after close"):
+        reader.poll(10, 0.0)

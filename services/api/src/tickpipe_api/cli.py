@@ -34,15 +34,18 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _tail(args: argparse.Namespace) -> int:
+    from tickpipe.bus.base import BusError
+    from tickpipe.bus.kafka import KafkaBus
     from tickpipe.settings import PlatformSettings
     from tickpipe.topics import TopicNames
     from tickpipe_api.tail import parse_time, signals, tail
 
     platform = PlatformSettings()
     stop = threading.Event()
+    # Always Kafka, whatever TICKPIPE_BUS says: no in-memory bus can be read from here.
+    bus = KafkaBus(platform.kafka_bootstrap, TopicNames(platform.topic_namespace))
     source = signals(
-        platform.kafka_bootstrap,
-        TopicNames(platform.topic_namespace),
+        bus,
         parse_time(args.from_time) if args.from_time else None,
         stop,
         symbol=args.symbol,
@@ -51,6 +54,8 @@ def _tail(args: argparse.Namespace) -> int:
         tail(source, args.json)
     except KeyboardInterrupt:
         stop.set()
+    except BusError as exc:
+        raise SystemExit(f"signals tail: {exc}") from exc
     return 0
 
 

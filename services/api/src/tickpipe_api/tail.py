@@ -1,8 +1,8 @@
 """`tickpipe signals tail`: backfill `signals.v1` from a point in time, then follow it live.
 
-Its own consumer assigns every partition explicitly (no group, no commits): a subscriber
-that reads history must not move anyone's offsets. Order holds per `exchange:symbol`
-(one partition per key); across symbols records interleave as they come.
+It reads through a group-less bus reader (no group, no commits): a subscriber that reads
+history must not move anyone's offsets. Order holds per `exchange:symbol` (one partition per
+key); across symbols records interleave as they come.
 """
 
 from __future__ import annotations
@@ -11,17 +11,15 @@ import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TextIO
 
 import orjson
 
-# An adapter at the edge: explicit assignment and offsets_for_times need the raw client.
-from confluent_kafka import Consumer, KafkaError, TopicPartition  # noqa: TID251
-
+from tickpipe.bus.base import Bus
 from tickpipe.messages import Signal
-from tickpipe.topics import SIGNALS, TopicNames
+from tickpipe.topics import SIGNALS
 
-LATEST = -1  # librdkafka's OFFSET_END
+CLIENT_ID = "tickpipe-signals-tail"
 
 
 def parse_time(text: str) -> int:
@@ -34,59 +32,25 @@ def parse_time(text: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def start_offsets(consumer: Consumer, topic: str, from_ms: int | None) -> list[TopicPartition]:
-    metadata = consumer.list_topics(topic, timeout=10)
-    partitions = metadata.topics[topic].partitions
-    if not partitions:
-        raise SystemExit(f"topic {topic} not found")
-    if from_ms is None:
-        return [TopicPartition(topic, p, LATEST) for p in partitions]
-    wanted = [TopicPartition(topic, p, from_ms) for p in partitions]
-    found = consumer.offsets_for_times(wanted, timeout=10)
-    failed = [f"{tp.partition}: {tp.error}" for tp in found if tp.error is not None]
-    if failed:
-        # An offset of -1 with an error would silently skip the backfill: refuse instead.
-        raise RuntimeError(f"offsets_for_times failed for {topic}: {'; '.join(failed)}")
-    # Past the newest record, offsets_for_times answers -1 (no error): the end, as wanted.
-    return list(found)
-
-
 def signals(
-    bootstrap: str,
-    names: TopicNames,
+    bus: Bus,
     from_ms: int | None,
     stop: threading.Event,
     symbol: str | None = None,
-    overrides: dict[str, Any] | None = None,
 ) -> Iterator[Signal]:
-    """Signals from `from_ms` (or from now), in per-symbol order, until `stop` is set."""
-    topic = names.physical(SIGNALS)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "tickpipe-signals-tail",  # required by librdkafka; nothing is committed
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "fetch.wait.max.ms": 50,
-            **(overrides or {}),
-        }
-    )
+    """Signals from `from_ms` (or from now), in per-symbol order, until `stop` is set.
+
+    Raises BusError when the topic is missing or where to start cannot be found.
+    """
+    reader = bus.reader([SIGNALS], from_ms=from_ms, client_id=CLIENT_ID)
     try:
-        consumer.assign(start_offsets(consumer, topic, from_ms))
         while not stop.is_set():
-            msg = consumer.poll(0.2)
-            if msg is None:
-                continue
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise RuntimeError(str(err))
-            signal = Signal.model_validate_json(msg.value() or b"")
-            if symbol is None or signal.key == symbol:
-                yield signal
+            for record in reader.poll(500, 0.2):
+                signal = Signal.model_validate_json(record.value)
+                if symbol is None or signal.key == symbol:
+                    yield signal
     finally:
-        consumer.close()
+        reader.close()
 
 
 def render(signal: Signal, as_json: bool) -> str:

@@ -10,8 +10,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from tickpipe.service import ServiceContext, ServiceSpec
 from tickpipe.topics import CONTROL, FEATURES
 from tickpipe_inference.domain.model import ModelError, Variant
-from tickpipe_inference.domain.registry import ModelRegistry
 from tickpipe_inference.handlers import InferenceHandler
+from tickpipe_inference.model_registry import ModelRegistry
 from tickpipe_quant.features import FEATURE_NAMES, FEATURE_SET
 
 

@@ -21,8 +21,7 @@ from tickpipe.messages import (
 )
 from tickpipe.service import Emit, Rejected
 from tickpipe.topics import SIGNALS
-from tickpipe_inference.domain.model import ModelError, OnnxModel
-from tickpipe_inference.domain.registry import ModelRegistry
+from tickpipe_inference.domain.model import Model, ModelError, ModelSource
 from tickpipe_inference.metrics import MODEL_INFO, MODEL_RELOADS, MODEL_SECONDS
 
 log = logging.getLogger(__name__)
@@ -39,14 +38,14 @@ def direction_for(probability: float, long_threshold: float, short_threshold: fl
 class InferenceHandler:
     def __init__(
         self,
-        model: OnnxModel,
+        model: Model,
         ids: EventIds,
         cache: Cache,
         strategy_id: str,
         long_threshold: float = 0.55,
         short_threshold: float = 0.45,
         cache_ttl_s: float = 300.0,
-        registry: ModelRegistry | None = None,
+        registry: ModelSource | None = None,
     ) -> None:
         self._registry = registry
         self._model = model
@@ -60,7 +59,7 @@ class InferenceHandler:
         self._names = model.card.feature_names
 
     @property
-    def model(self) -> OnnxModel:
+    def model(self) -> Model:
         return self._model
 
     def handle(self, event: Event, topic: str, now_ns: int) -> Sequence[Emit]:
@@ -117,7 +116,7 @@ class InferenceHandler:
     def _row(self, event: FeatureVector) -> list[float]:
         """The model's input row, in card order; refuses vectors it cannot score."""
         try:
-            self._model.check_features(event.feature_set, tuple(event.values))
+            self._model.card.check_features(event.feature_set, tuple(event.values))
         except ModelError as exc:
             raise Rejected("feature_mismatch", str(exc)) from exc
         row = [event.values[n] for n in self._names]
@@ -165,16 +164,24 @@ class InferenceHandler:
             return
         name, version = command.args.get("name", ""), command.args.get("version", "")
         try:
-            if self._registry is None:
-                raise ModelError("no model registry configured")
-            self._swap(self._registry.load(name, version))
+            self._swap(self._load(name, version))
         except ModelError as exc:
             MODEL_RELOADS.labels("failed").inc()
             # The old model keeps serving; the command is dead-lettered with the reason.
             raise Rejected("model_reload_failed", str(exc)) from exc
         MODEL_RELOADS.labels("ok").inc()
 
-    def _swap(self, model: OnnxModel) -> None:
+    def _load(self, name: str, version: str) -> Model:
+        if self._registry is None:
+            raise ModelError("no model registry configured")
+        model = self._registry.load(name, version)
+        # Whatever the source checks, a model that cannot score the vectors the serving one
+        # scores would reject every one of them: refuse it before it serves.
+        current = self._model.card
+        model.card.check_features(current.feature_set, current.feature_names)
+        return model
+
+    def _swap(self, model: Model) -> None:
         MODEL_INFO.labels(self._model.version).set(0)
         self._model = model
         self._names = model.card.feature_names
@@ -189,7 +196,7 @@ class InferenceHandler:
         if self._registry is None:
             return
         try:
-            self._swap(self._registry.load(state["name"], state["version"]))
+            self._swap(self._load(state["name"], state["version"]))
         except ModelError:
             # A model removed from the registry since: keep the configured one, loudly.
             log.exception("could not restore the model in the snapshot")

@@ -9,5 +9,5 @@ from tickpipe.telemetry.metrics import LATENCY_BUCKETS
 MODEL_INFO = Gauge("tickpipe_model_info", "1 for the model version serving.", ["version"])
 MODEL_RELOADS = Counter("tickpipe_model_reloads", "Model reload commands.", ["outcome"])
 MODEL_SECONDS = Histogram(
-    "tickpipe_model_latency_seconds", "onnxruntime scoring time per call.", buckets=LATENCY_BUCKETS
+    "tickpipe_model_latency_seconds", "Model scoring time per call.", buckets=LATENCY_BUCKETS
 )

@@ -24,8 +24,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from tickpipe.marketdata import QuoteData, TradeData, read_binance_capture
-from tickpipe_inference.domain.model import VARIANT_FILES, OnnxModel, sha256_file
 from tickpipe_inference.export import logistic_to_onnx
+from tickpipe_inference.onnx_model import VARIANT_FILES, OnnxModel, sha256_file
 from tickpipe_inference.quantize import quantize_int8
 from tickpipe_inference.triton import write_triton_model
 from tickpipe_quant.batch import feature_rows as batch_feature_rows

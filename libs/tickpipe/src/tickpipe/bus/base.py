@@ -86,6 +86,17 @@ class Link(Protocol):
     def close(self) -> None: ...
 
 
+class Reader(Protocol):
+    """A group-less reader: it assigns itself every partition of its topics, joins no group
+    and commits nothing, so reading history moves nobody's offsets. Order holds within a
+    partition (per key); across partitions records interleave as they come."""
+
+    def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+        """Wait up to `timeout_s` for a record; return up to `max_records` records."""
+
+    def close(self) -> None: ...
+
+
 class Bus(Protocol):
     def producer(self, client_id: str) -> Producer: ...
 
@@ -97,5 +108,13 @@ class Bus(Protocol):
         client_id: str,
         transactional_id: str | None = None,
     ) -> Link: ...
+
+    def reader(self, topics: Sequence[str], *, from_ms: int | None, client_id: str) -> Reader:
+        """A Reader that starts each partition at its first record stamped at or after
+        `from_ms` (epoch milliseconds), or at the end when `from_ms` is None (from now on).
+
+        Raises BusError when a topic does not exist or a start offset cannot be looked up:
+        starting at the end instead would silently skip the history asked for.
+        """
 
     def close(self) -> None: ...

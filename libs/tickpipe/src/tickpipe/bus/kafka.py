@@ -58,6 +58,20 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 }
 
 
+# Readers join no group and commit nothing; like the links, they see committed records only.
+READER_DEFAULTS: dict[str, Any] = {
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+    "isolation.level": "read_committed",
+    # A start offset deleted by retention before the first fetch surfaces as an error
+    # instead of a silent jump to the end.
+    "auto.offset.reset": "error",
+    "fetch.wait.max.ms": 50,
+    "socket.nagle.disable": True,
+}
+OFFSET_END = -1  # librdkafka's logical offset: the end of the partition
+
+
 class _KafkaProducer:
     def __init__(self, conf: dict[str, Any], names: TopicNames) -> None:
         self._names = names
@@ -275,6 +289,78 @@ class KafkaLink:
             self._producer.close()
 
 
+def _reader_record(m: Message, names: TopicNames) -> Record:
+    key, value, headers = m.key(), m.value(), m.headers() or ()
+    return Record(
+        topic=names.logical(str(m.topic())),
+        partition=int(m.partition() or 0),
+        offset=int(m.offset() or 0),
+        key=key.encode() if isinstance(key, str) else key,
+        value=value.encode() if isinstance(value, str) else (value or b""),
+        headers=tuple(
+            (k, v.encode() if isinstance(v, str) else (v or b""))
+            for k, v in (headers.items() if isinstance(headers, dict) else headers)
+        ),
+        timestamp_ms=m.timestamp()[1],
+    )
+
+
+class KafkaReader:
+    """A group-less reader (see `Bus.reader`): partitions assigned explicitly, no commits."""
+
+    def __init__(self, conf: dict[str, Any], names: TopicNames) -> None:
+        self._names = names
+        self._consumer = Consumer(conf)
+        self._closed = False
+
+    def start(self, topics: Sequence[str], from_ms: int | None) -> None:
+        """Assigns every partition of `topics` at its start offset; raises BusError if any
+        topic is missing or a start offset cannot be looked up."""
+        try:
+            starts = [tp for t in topics for tp in self._starts(self._names.physical(t), from_ms)]
+        except KafkaException as exc:
+            raise BusError(f"could not find where to start reading: {exc}") from exc
+        self._consumer.assign(starts)
+
+    def _starts(self, topic: str, from_ms: int | None) -> list[TopicPartition]:
+        found = self._consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if found is None or not found.partitions:
+            raise BusError(f"topic {topic} not found")
+        if from_ms is None:
+            return [TopicPartition(topic, p, OFFSET_END) for p in found.partitions]
+        wanted = [TopicPartition(topic, p, from_ms) for p in found.partitions]
+        offsets = self._consumer.offsets_for_times(wanted, timeout=10)
+        failed = [f"{tp.partition}: {tp.error}" for tp in offsets if tp.error is not None]
+        if failed:
+            # An offset of -1 with an error would silently skip the history: refuse instead.
+            raise BusError(f"offsets_for_times failed for {topic}: {'; '.join(failed)}")
+        # Past the newest record, offsets_for_times answers -1 (no error): the end, as wanted.
+        return list(offsets)
+
+    def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+        first = self._consumer.poll(timeout_s)
+        if first is None:
+            return []
+        messages = (
+            [first, *self._consumer.consume(max_records - 1, 0)] if max_records > 1 else [first]
+        )
+        out: list[Record] = []
+        for m in messages:
+            err = m.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    continue
+                # Stop rather than read on past a possible gap: a reader restarts from a time.
+                raise BusError(f"reader error: {err}")
+            out.append(_reader_record(m, self._names))
+        return out
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._consumer.close()
+
+
 class KafkaBus:
     def __init__(
         self,
@@ -307,6 +393,22 @@ class KafkaBus:
             transactional_id=transactional_id,
             overrides=self._consumer_overrides,
         )
+
+    def reader(self, topics: Sequence[str], *, from_ms: int | None, client_id: str) -> KafkaReader:
+        conf = {
+            **READER_DEFAULTS,
+            "bootstrap.servers": self.bootstrap,
+            "client.id": client_id,
+            "group.id": client_id,  # librdkafka requires one; the reader never joins it
+            **(self._consumer_overrides or {}),
+        }
+        reader = KafkaReader(conf, self.names)
+        try:
+            reader.start(topics, from_ms)
+        except BaseException:
+            reader.close()
+            raise
+        return reader
 
     def close(self) -> None:
         return None

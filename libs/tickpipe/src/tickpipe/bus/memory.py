@@ -6,6 +6,8 @@
   partitions; uncommitted records are redelivered to whoever owns the partition next.
 - A member polls its partitions in global append order, so a single-threaded replay is
   deterministic and interleaves topics as they were produced.
+- Records carry `timestamp_ms` from the clock the bus is given (0 without one), which is
+  what a reader started from a time compares against.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import threading
+import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from tickpipe.bus.base import BusError, Offsets, OutRecord, Record
+from tickpipe.clock import Clock
 from tickpipe.topics import BY_NAME
 
 
@@ -40,8 +44,9 @@ class _Group:
 
 
 class MemoryBus:
-    def __init__(self, default_partitions: int = 1) -> None:
+    def __init__(self, default_partitions: int = 1, clock: Clock | None = None) -> None:
         self._default_partitions = default_partitions
+        self._clock = clock
         self._logs: dict[str, list[list[_Entry]]] = {}
         self._groups: dict[str, _Group] = {}
         self._seq = 0
@@ -63,7 +68,8 @@ class MemoryBus:
             p = partition_for(rec.key, len(parts), self._seq)
             offset = len(parts[p])
             self._seq += 1
-            stored = Record(rec.topic, p, offset, rec.key, rec.value, rec.headers)
+            stamp = self._clock.now_ns() // 1_000_000 if self._clock is not None else 0
+            stored = Record(rec.topic, p, offset, rec.key, rec.value, rec.headers, stamp)
             parts[p].append(_Entry(self._seq, stored))
 
     def records(self, topic: str) -> list[Record]:
@@ -103,6 +109,19 @@ class MemoryBus:
         with self._lock:
             return self._partitions(topic)[partition][offset : offset + limit]
 
+    def start_offsets(self, topics: Sequence[str], from_ms: int | None) -> Offsets:
+        """Per partition, the first offset stamped at or after `from_ms`, else the end."""
+        starts: Offsets = {}
+        with self._lock:
+            for topic in topics:
+                for p, entries in enumerate(self._partitions(topic)):
+                    start = len(entries)
+                    if from_ms is not None:
+                        stamped = (e.record for e in entries if e.record.timestamp_ms >= from_ms)
+                        start = next((r.offset for r in stamped), start)
+                    starts[(topic, p)] = start
+        return starts
+
     # -- Bus protocol -----------------------------------------------------------------------
     def producer(self, client_id: str) -> MemoryProducer:
         return MemoryProducer(self)
@@ -118,6 +137,9 @@ class MemoryBus:
         link = MemoryLink(self, group, tuple(topics), client_id)
         self.join(link)
         return link
+
+    def reader(self, topics: Sequence[str], *, from_ms: int | None, client_id: str) -> MemoryReader:
+        return MemoryReader(self, self.start_offsets(topics, from_ms), client_id)
 
     def close(self) -> None:
         return None
@@ -210,3 +232,28 @@ class MemoryLink:
         if not self._closed:
             self._closed = True
             self._bus.leave(self)
+
+
+class MemoryReader:
+    """A group-less reader (see `Bus.reader`): positions of its own, nothing committed."""
+
+    _WAIT_S = 0.001  # how often an empty poll with a timeout looks again
+
+    def __init__(self, bus: MemoryBus, starts: Offsets, client_id: str) -> None:
+        # A link that never joins a group polls from the positions it is given and nothing
+        # rebalances them: exactly a reader's semantics, in global append order.
+        self._link = MemoryLink(bus, "", tuple(sorted({t for t, _ in starts})), client_id)
+        self._link._assign(list(starts), starts)
+        self.client_id = client_id
+        self._closed = False
+
+    def poll(self, max_records: int, timeout_s: float = 0.0) -> list[Record]:
+        if self._closed:
+            raise BusError(f"{self.client_id}: poll after close")
+        deadline = time.monotonic() + timeout_s
+        while not (records := self._link.poll(max_records)) and time.monotonic() < deadline:
+            time.sleep(min(self._WAIT_S, timeout_s))
+        return records
+
+    def close(self) -> None:
+        self._closed = True

@@ -1,4 +1,4 @@
-"""The model registry: `<root>/<name>/<version>/{model.onnx, card.json}`.
+"""The model registry on disk: `<root>/<name>/<version>/{card.json, model.onnx, ...}`.
 
 Loading validates the model against the feature set the service computes, so a model that
 would score the wrong columns never serves.
@@ -9,13 +9,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tickpipe_inference.domain.model import ModelError, OnnxModel, Variant
+from tickpipe_inference.domain.model import ModelError, Variant
+from tickpipe_inference.onnx_model import OnnxModel
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 class ModelRegistry:
-    """Loads every model in the same variant, so a hot reload keeps fp32 or int8 serving."""
+    """Loads every model in the same variant, so a hot reload keeps fp32 or int8 serving.
+
+    A `ModelSource` for the handler's reloads.
+    """
 
     def __init__(
         self,
@@ -40,7 +44,7 @@ class ModelRegistry:
 
     def load_dir(self, model_dir: Path) -> OnnxModel:
         model = OnnxModel(model_dir, self.variant)
-        model.check_features(self._feature_set, self._feature_names)
+        model.card.check_features(self._feature_set, self._feature_names)
         return model
 
     def versions(self, name: str) -> list[str]:
