@@ -177,10 +177,10 @@ def run_memory(loops: int) -> Result:
 import os, resource, time, orjson
 os.environ["TICKPIPE_INGEST_LOOPS"] = "{loops}"
 os.environ["TICKPIPE_INGEST_FILE"] = "{SAMPLE}"
-from tickpipe.app import SERVICE_ORDER, load_specs
+from tickpipe.app import load_specs
 from tickpipe.embedded import EmbeddedPipeline
 specs = load_specs()
-p = EmbeddedPipeline([specs[n] for n in SERVICE_ORDER])
+p = EmbeddedPipeline(list(specs.values()))
 t = time.perf_counter(); n = p.run(); s = time.perf_counter() - t
 fills = sum(1 for r in p.bus.records("executions.v1") if orjson.loads(r.value)["last_qty"] != "0")
 print(orjson.dumps({{"n": n, "s": s, "fills": fills,

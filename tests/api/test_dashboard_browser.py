@@ -47,10 +47,10 @@ class Pipeline:
 
     def __init__(self, api: Api) -> None:
         from tickpipe.bus.memory import MemoryBus
-        from tickpipe_risk.app import build
+        from tickpipe_risk.app import SERVICE
 
         ctx = ServiceContext(PlatformSettings(), MemoryBus(), api.cache, LiveClock(), IDS)
-        self.risk: Handler = build(ctx)
+        self.risk: Handler = SERVICE.build(ctx, SERVICE.settings_from())
         self.api = api
         self.decisions: list[RiskDecision] = []
         api.control.subscribe(self._control)

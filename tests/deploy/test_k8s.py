@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -276,15 +275,8 @@ def test_disruption_budgets_when_built_then_cover_every_service(
 
 
 def _settings_classes() -> list[type[BaseSettings]]:
-    classes: list[type[BaseSettings]] = [PlatformSettings, ApiSettings]
-    for spec in load_specs().values():
-        module = sys.modules[spec.build.__module__]
-        classes += [
-            v
-            for v in vars(module).values()
-            if isinstance(v, type) and issubclass(v, BaseSettings) and v is not BaseSettings
-        ]
-    return classes
+    # Each spec names its settings class.
+    return [PlatformSettings, ApiSettings, *(spec.settings for spec in load_specs().values())]
 
 
 def _is_setting(var: str, classes: list[type[BaseSettings]]) -> bool:

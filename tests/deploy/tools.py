@@ -15,13 +15,15 @@ from typing import Any, NoReturn
 import yaml
 
 from tests.brokers import unavailable
+from tickpipe.app import service_names
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / ".tools"
 DEPLOY_VENV = TOOLS / "deploy-venv" / "bin"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 OVERLAYS = ("dev", "prod")
-SERVICES = ("ingest", "feature", "inference", "risk", "execution")
+# The installed services (their specs): a new service needs its manifests, nothing here.
+SERVICES = tuple(service_names())
 INSTALL_HINT = "run deploy/tools/install.sh"
 
 

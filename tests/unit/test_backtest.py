@@ -95,7 +95,7 @@ def test_config_file_when_it_has_a_sweep_table_reads_the_grid(tmp_path: Path) ->
 
 def test_model_when_version_is_not_registered_is_an_error() -> None:
     with pytest.raises(ConfigError, match="v999"):
-        BacktestConfig(data=(SAMPLE,), model="v999").env()
+        BacktestConfig(data=(SAMPLE,), model="v999").overlay()
 
 
 def test_sweep_when_run_in_parallel_equals_the_points_run_one_by_one() -> None:
@@ -140,9 +140,9 @@ def test_cli_when_setting_is_malformed_exits_with_usage_error() -> None:
 
 
 def test_model_when_version_is_registered_points_inference_at_its_folder() -> None:
-    env = BacktestConfig(data=(SAMPLE,), model="v1").env()
-    assert env["TICKPIPE_INFERENCE_MODEL_DIR"] == str(Path("models/baseline/v1"))
-    assert BacktestConfig(data=(SAMPLE,), model="baseline/v1").env() == env
+    overlay = BacktestConfig(data=(SAMPLE,), model="v1").overlay()
+    assert overlay["inference"]["model_dir"] == Path("models/baseline/v1")
+    assert BacktestConfig(data=(SAMPLE,), model="baseline/v1").overlay() == overlay
 
 
 def _trading(result: BacktestResult) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:

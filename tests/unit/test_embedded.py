@@ -12,7 +12,7 @@ import pytest
 from opentelemetry.trace import NoOpTracer
 
 from tests.unit import factories as f
-from tickpipe.app import SERVICE_ORDER, load_specs
+from tickpipe.app import load_specs
 from tickpipe.cache.base import get_json
 from tickpipe.embedded import EmbeddedPipeline
 from tickpipe.runner import EVENT_TYPE
@@ -42,9 +42,7 @@ class _Run:
 
 def _run_pipeline() -> _Run:
     specs = load_specs()
-    pipeline = EmbeddedPipeline(
-        [specs[name] for name in SERVICE_ORDER], seed=0, tracer_factory=lambda _: NoOpTracer()
-    )
+    pipeline = EmbeddedPipeline(list(specs.values()), seed=0, tracer_factory=lambda _: NoOpTracer())
     try:
         published = pipeline.run()
         values = {t.name: [r.value for r in pipeline.bus.records(t.name)] for t in TOPICS}

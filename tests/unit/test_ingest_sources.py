@@ -23,7 +23,7 @@ from tickpipe.messages import QuoteTick, TradeTick
 from tickpipe.service import ServiceContext
 from tickpipe.settings import PlatformSettings
 from tickpipe.topics import DLQ, QUOTES, TRADES
-from tickpipe_ingest.app import IngestSettings, build, stop_on_signals
+from tickpipe_ingest.app import IngestSettings, build
 from tickpipe_ingest.domain.quality import Gap, Stale
 from tickpipe_ingest.domain.validation import Validator
 from tickpipe_ingest.generator import GeneratorSource
@@ -305,13 +305,13 @@ def test_quality_reporter_when_gap_reported_logs_json_fields_counts_and_forwards
     )
 
 
-def test_stop_on_signals_when_sigterm_arrives_sets_stop_and_runs_the_previous_handler() -> None:
-    calls: list[int] = []
-    signal.signal(signal.SIGTERM, lambda signum, frame: calls.append(signum))
-    stop = threading.Event()
+def test_build_when_the_service_is_stopped_then_a_running_source_ends(ctx: ServiceContext) -> None:
+    source = build(ctx, IngestSettings(source="generator", symbol_count=2, seed=3))
+    events = iter(source)
+    first = [next(events) for _ in range(10)]
 
-    stop_on_signals(stop)
-    signal.raise_signal(signal.SIGTERM)
+    ctx.stop.set()  # what SIGTERM does in a process (tickpipe.app.run_service)
+    rest = list(events)
 
-    assert stop.is_set()
-    assert calls == [signal.SIGTERM]
+    assert len(first) == 10
+    assert len(rest) <= 1  # ends between records: at most the one under way

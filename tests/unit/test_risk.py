@@ -11,6 +11,7 @@ import pytest
 from tests.unit import factories as f
 from tickpipe.cache.memory import MemoryCache
 from tickpipe.clock import SimClock
+from tickpipe.embedded import simulated_context
 from tickpipe.ids import EventIds
 from tickpipe.messages import (
     ControlAction,
@@ -211,7 +212,9 @@ def _handler(cache: MemoryCache | None = None) -> tuple[RiskHandler, MemoryCache
     clock = SimClock(f.T0)
     cache = cache or MemoryCache(clock)
     rules = load_binance_exchange_info(f.EXCHANGE_INFO)
-    return RiskHandler(EventIds(clock, seed=3), cache, "paper", SIZING, Limits(), rules), cache
+    handler = RiskHandler(EventIds(clock, seed=3), cache, "paper", SIZING, Limits(), rules)
+    handler.on_start(simulated_context())  # as the runner starts it: operator state read back
+    return handler, cache
 
 
 def _quoted(cache: MemoryCache | None = None) -> tuple[RiskHandler, MemoryCache]:

@@ -15,6 +15,7 @@ from tests.unit import factories as f
 from tickpipe.bus.memory import MemoryBus
 from tickpipe.cache.memory import MemoryCache
 from tickpipe.clock import SimClock
+from tickpipe.embedded import simulated_context
 from tickpipe.ids import EventIds
 from tickpipe.messages import (
     ControlAction,
@@ -58,6 +59,7 @@ def _handler(
         {},
         **kw,
     )
+    handler.on_start(simulated_context())  # as the runner starts it: operator state read back
     # The touches `f.quote()` and an ETH quote make, through flat signals.
     handler.handle(f.signal(event_id="01FLAT1", direction=0, score=0.0), SIGNALS, f.T0)
     eth = f.signal(event_id="01FLAT2", symbol="ETH/USDT", direction=0, score=0.0, **ETH_TOUCH)
@@ -453,4 +455,3 @@ def test_risk_service_when_built_consumes_the_quality_topic() -> None:
 
     assert QUALITY in SERVICE.inputs
     assert QUOTES not in SERVICE.inputs  # the touch comes with each signal
-    assert SERVICE.latest_only == ()  # quality events are never skipped

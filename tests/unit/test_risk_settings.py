@@ -94,3 +94,13 @@ def test_risk_settings_when_breaker_configured_converts_seconds(
     cfg = RiskSettings(_env_file=None).breaker()
 
     assert (cfg.open_ns, cfg.slow_ns) == (12_000_000_000, 250_000_000)
+
+
+def test_risk_settings_when_unset_equal_the_domain_defaults_for_every_limit() -> None:
+    """One place for defaults: the domain's dataclasses; every limit `set_limit` knows is a
+    setting of the same name."""
+    from tickpipe_risk.domain.limits import LIMIT_NAMES, Limits
+
+    settings = RiskSettings.model_construct()  # the declared defaults, no environment
+    assert set(RiskSettings.model_fields) >= LIMIT_NAMES
+    assert settings.limits() == Limits()

@@ -7,7 +7,7 @@ import signal
 import threading
 from importlib.metadata import entry_points
 from types import FrameType
-from typing import cast
+from typing import Any, cast
 
 from opentelemetry.trace import Tracer
 from prometheus_client import Gauge
@@ -18,7 +18,15 @@ from tickpipe.cache.memory import MemoryCache
 from tickpipe.clock import Clock, LiveClock
 from tickpipe.ids import EventIds
 from tickpipe.runner import SourceRunner, StreamRunner
-from tickpipe.service import Handler, ServiceContext, ServiceSpec, Source
+from tickpipe.service import (
+    Handler,
+    ServiceContext,
+    ServiceSpec,
+    SettingsError,
+    Source,
+    Starts,
+    Stops,
+)
 from tickpipe.settings import PlatformSettings
 from tickpipe.state import SnapshotStore
 from tickpipe.telemetry import metrics
@@ -29,18 +37,32 @@ from tickpipe.topics import TopicNames
 
 log = logging.getLogger(__name__)
 
-SERVICE_ORDER = ("ingest", "feature", "inference", "risk", "execution")
+GROUP = "tickpipe.services"
+AnySpec = ServiceSpec[Any]
 
 
-def load_specs() -> dict[str, ServiceSpec]:
-    """Services installed in this environment, found through their entry points."""
-    specs: dict[str, ServiceSpec] = {}
-    for ep in entry_points(group="tickpipe.services"):
+def service_names() -> list[str]:
+    """Installed services' names, without importing them (for the CLI's choices)."""
+    return sorted(ep.name for ep in entry_points(group=GROUP))
+
+
+def load_specs() -> dict[str, AnySpec]:
+    """Services installed in this environment, found through their entry points, in
+    pipeline order."""
+    specs: list[AnySpec] = []
+    for ep in entry_points(group=GROUP):
         spec = ep.load()
         if not isinstance(spec, ServiceSpec):
             raise TypeError(f"entry point {ep.name} is not a ServiceSpec: {spec!r}")
-        specs[spec.name] = spec
-    return specs
+        if spec.name != ep.name:
+            raise TypeError(f"entry point {ep.name} holds the spec of {spec.name!r}")
+        specs.append(spec)
+    return {s.name: s for s in sorted(specs, key=lambda s: (s.order, s.name))}
+
+
+def pipeline_order() -> tuple[str, ...]:
+    """The installed services' names, sources first (each spec's `order`)."""
+    return tuple(load_specs())
 
 
 def make_bus(settings: PlatformSettings) -> Bus:
@@ -62,7 +84,7 @@ def make_cache(settings: PlatformSettings, clock: Clock) -> Cache:
 
 
 def make_stream_runner(
-    spec: ServiceSpec, handler: Handler, ctx: ServiceContext, tracer: Tracer
+    spec: AnySpec, handler: Handler, ctx: ServiceContext, tracer: Tracer
 ) -> StreamRunner:
     settings = ctx.platform
     group = settings.group(spec.name)
@@ -82,8 +104,8 @@ def make_stream_runner(
         ids=ctx.ids,
         tracer=tracer,
         batch_size=settings.batch_size,
-        latest_only=spec.latest_only,
         snapshots=SnapshotStore(ctx.cache, f"snapshot:{group}"),
+        snapshot_format=spec.snapshots,
         linger_s=settings.batch_linger_ms / 1000,
     )
 
@@ -98,6 +120,10 @@ def run_service(
     if name not in specs:
         raise SystemExit(f"unknown service {name!r}; installed: {', '.join(sorted(specs))}")
     spec = specs[name]
+    try:
+        service_settings = spec.settings_from_env()
+    except SettingsError as exc:
+        raise SystemExit(f"{name}: invalid settings: {exc}") from None
     stop = stop or threading.Event()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
@@ -110,27 +136,28 @@ def run_service(
 
     clock = LiveClock()
     ctx = ServiceContext(
-        settings, make_bus(settings), make_cache(settings, clock), clock, EventIds(clock)
+        settings, make_bus(settings), make_cache(settings, clock), clock, EventIds(clock), stop
     )
     tracer = make_tracer(name)
-    built = spec.build(ctx)
+    built = spec.build(ctx, service_settings)
     port = settings.http_port if settings.http_port is not None else spec.default_http_port
     ready = metrics.READY.labels(name)
     try:
-        if not spec.inputs:
+        if spec.is_source:
             return _run_source(name, cast(Source, built), ctx, tracer, port, ready, stop)
         runner = make_stream_runner(spec, cast(Handler, built), ctx, tracer)
         server = HealthServer(settings.http_host, port, runner.ready).start() if port else None
-        log.info(
-            "started",
-            extra={
-                "group": settings.group(name),
-                "inputs": spec.inputs,
-                "http_port": server.port if server else None,
-            },
-        )
-        timeout = settings.poll_timeout_ms / 1000
         try:
+            runner.start(ctx)
+            log.info(
+                "started",
+                extra={
+                    "group": settings.group(name),
+                    "inputs": spec.inputs,
+                    "http_port": server.port if server else None,
+                },
+            )
+            timeout = settings.poll_timeout_ms / 1000
             while not stop.is_set():
                 runner.step(timeout)
                 ready.set(1 if runner.ready() else 0)
@@ -158,11 +185,15 @@ def _run_source(
     server = HealthServer(ctx.platform.http_host, port, lambda: True).start() if port else None
     ready.set(1)
     try:
+        if isinstance(source, Starts):
+            source.on_start(ctx)
         runner = SourceRunner(service=name, source=source, producer=producer, tracer=tracer)
         n = runner.run(stop)
         log.info("source stopped" if stop.is_set() else "source exhausted", extra={"published": n})
         return 0
     finally:
+        if isinstance(source, Stops):
+            source.on_stop()
         producer.close()
         if server:
             server.stop()

@@ -59,8 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tickpipe", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
+    from tickpipe.app import service_names
+
     run = sub.add_parser("run", help="run one service until stopped")
-    run.add_argument("service", choices=["ingest", "feature", "inference", "risk", "execution"])
+    run.add_argument(
+        "service", choices=service_names(), help="an installed service (its settings: README)"
+    )
     run.set_defaults(func=_run)
 
     demo = sub.add_parser("demo", help="the five services over the sample data, with a summary")

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tickpipe.app import SERVICE_ORDER
+from tickpipe.app import load_specs
 from tickpipe.cache.base import get_json
 from tickpipe.marketdata import read_binance_capture
 from tickpipe.processes import ServiceProcesses
@@ -72,7 +72,8 @@ def run_kafka(
         "TICKPIPE_INGEST_FILE": str(data),
     }
     with ServiceProcesses(env, Path(".tickpipe/demo-logs")) as procs:
-        downstream = list(SERVICE_ORDER[1:])
+        specs = load_specs()
+        downstream = [name for name, spec in specs.items() if not spec.is_source]
         for name in downstream:
             procs.start(name)
         procs.wait_ready(downstream)
@@ -82,7 +83,13 @@ def run_kafka(
             topics=[t.name for t in TOPICS],
             client_id="demo-summary",
         )
-        procs.start("ingest")
+        sources = [name for name, spec in specs.items() if spec.is_source]
+        for name in sources:
+            procs.start(name)
+
+        def sources_done() -> bool:
+            return all(procs.procs[name].poll() is not None for name in sources)
+
         total = sum(1 for _ in read_binance_capture(data))
         with _progress() as progress:
             task = progress.add_task("market data through five services", total=total)
@@ -95,7 +102,7 @@ def run_kafka(
                     count_records(summary, records)
                     after = summary.counts.get("trades", 0) + summary.counts.get("quotes", 0)
                     progress.advance(task, after - before)
-                elif procs.procs["ingest"].poll() is not None and time.monotonic() - last > idle_s:
+                elif sources_done() and time.monotonic() - last > idle_s:
                     break
         link.close()
     cache = RedisCache(redis_url, namespace=namespace)

@@ -7,11 +7,12 @@ byte-identical output: this is the embedded demo and the backtest engine.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import islice
-from typing import cast
+from typing import Any, cast
 
 from opentelemetry.trace import Tracer
+from pydantic_settings import BaseSettings
 
 from tickpipe.app import make_stream_runner
 from tickpipe.bus.memory import MemoryBus
@@ -20,7 +21,7 @@ from tickpipe.cache.memory import MemoryCache
 from tickpipe.clock import SimClock
 from tickpipe.ids import EventIds
 from tickpipe.runner import SourceRunner, StreamRunner
-from tickpipe.service import Emit, Handler, ServiceContext, ServiceSpec, Source
+from tickpipe.service import Emit, Handler, ServiceContext, ServiceSpec, Source, Starts, Stops
 from tickpipe.settings import PlatformSettings
 from tickpipe.telemetry.tracing import make_tracer
 
@@ -39,14 +40,19 @@ def simulated_context(seed: int = 0, settings: PlatformSettings | None = None) -
 
 
 class EmbeddedPipeline:
+    """`specs` in pipeline order. A service's settings come from `service_settings` (a
+    backtest's, built from its overlay) or else from the environment, as in a process."""
+
     def __init__(
         self,
-        specs: Sequence[ServiceSpec],
+        specs: Sequence[ServiceSpec[Any]],
         settings: PlatformSettings | None = None,
         seed: int = 0,
         tracer_factory: Callable[[str], Tracer] = make_tracer,
+        service_settings: Mapping[str, BaseSettings] | None = None,
     ) -> None:
         ctx = simulated_context(seed, settings)
+        self.ctx = ctx
         self.settings = ctx.platform
         self.clock = cast(SimClock, ctx.clock)
         self.bus = cast(MemoryBus, ctx.bus)
@@ -54,19 +60,23 @@ class EmbeddedPipeline:
         self.ids = ctx.ids
         self._sources: list[tuple[Source, SourceRunner]] = []
         self.runners: list[StreamRunner] = []
+        given = service_settings or {}
         for spec in specs:
             tracer = tracer_factory(spec.name)
-            built = spec.build(ctx)
-            if spec.inputs:
-                handler = cast(Handler, built)
-                self.runners.append(make_stream_runner(spec, handler, ctx, tracer))
+            built = spec.make(ctx, given.get(spec.name))
+            if not spec.is_source:
+                stream = make_stream_runner(spec, cast(Handler, built), ctx, tracer)
+                stream.start(ctx)
+                self.runners.append(stream)
             else:
                 source = cast(Source, built)
+                if isinstance(source, Starts):
+                    source.on_start(ctx)
                 producer = self.bus.producer(spec.name)
-                runner = SourceRunner(
+                publisher = SourceRunner(
                     service=spec.name, source=source, producer=producer, tracer=tracer
                 )
-                self._sources.append((source, runner))
+                self._sources.append((source, publisher))
 
     def pump(self) -> int:
         """Step every runner until none consumes anything; returns records processed."""
@@ -91,5 +101,8 @@ class EmbeddedPipeline:
         return published
 
     def close(self) -> None:
+        for source, _ in self._sources:
+            if isinstance(source, Stops):
+                source.on_stop()
         for r in self.runners:
             r.close()

@@ -21,7 +21,18 @@ from tickpipe.bus.base import Headers, Link, Offsets, OutRecord, Producer, Recor
 from tickpipe.clock import Clock
 from tickpipe.ids import EventIds
 from tickpipe.messages import DeadLetter, DecodeError, Event, decode, encode
-from tickpipe.service import BatchHandler, Emit, Handler, Rejected, Source, Stateful
+from tickpipe.service import (
+    BatchHandler,
+    Emit,
+    Handler,
+    Rejected,
+    ServiceContext,
+    SnapshotFormat,
+    Source,
+    Starts,
+    Stateful,
+    Stops,
+)
 from tickpipe.state import Snapshot, SnapshotStore
 from tickpipe.telemetry import metrics
 from tickpipe.telemetry.tracing import inject, start_process_span, start_send_span
@@ -56,6 +67,22 @@ def encode_emit(emit: Emit, headers: Headers) -> OutRecord:
     )
 
 
+def dispatch(handler: Handler, event: Event, topic: str, now_ns: int) -> Sequence[Emit] | Exception:
+    """One event through a handler: its emits, or the exception that dead-letters it.
+    Every engine (the runner, the bars backtest) hands events to handlers through here."""
+    try:
+        return handler.handle(event, topic, now_ns)
+    except Exception as exc:
+        return exc
+
+
+def failure(exc: Exception) -> tuple[str, str]:
+    """The dead letter's reason and detail for a handler's exception."""
+    if isinstance(exc, Rejected):
+        return exc.reason, exc.detail
+    return "handler_error", f"{type(exc).__name__}: {exc}"
+
+
 class _Labels:
     """Caches labelled metric children: `.labels()` per record is measurable overhead."""
 
@@ -72,26 +99,6 @@ class _Labels:
         return child
 
 
-def superseded(records: list[Record], latest_only: frozenset[str]) -> list[bool]:
-    """Which records a later record of the same `latest_only` topic and key makes redundant.
-
-    Any other record in between may read the state, so it keeps what came before it.
-    """
-    skip = [False] * len(records)
-    later: set[tuple[str, bytes | None]] = set()
-    for i in range(len(records) - 1, -1, -1):
-        r = records[i]
-        if r.topic in latest_only:
-            k = (r.topic, r.key)
-            if k in later:
-                skip[i] = True
-            else:
-                later.add(k)
-        elif later:
-            later.clear()
-    return skip
-
-
 class StreamRunner:
     def __init__(
         self,
@@ -104,8 +111,8 @@ class StreamRunner:
         ids: EventIds,
         tracer: Tracer,
         batch_size: int = 500,
-        latest_only: tuple[str, ...] = (),
         snapshots: SnapshotStore | None = None,
+        snapshot_format: SnapshotFormat | None = None,
         snapshot_interval_s: float = 1.0,
         linger_s: float = 0.0,
     ) -> None:
@@ -116,9 +123,8 @@ class StreamRunner:
         self._snapshots = snapshots if self._stateful is not None else None
         self._snapshot_interval = snapshot_interval_s
         self._last_snapshot = time.monotonic()
+        self._format = snapshot_format or SnapshotFormat()
         self._committed: Offsets = {}
-        self._latest_only = frozenset(latest_only)
-        self._superseded = metrics.SUPERSEDED.labels(service)
         self._group = group
         self._handler = handler
         self._link = link
@@ -140,7 +146,8 @@ class StreamRunner:
         snapshot = self._snapshots.load()
         if snapshot is None:
             return
-        self._stateful.restore(snapshot.state)
+        state = self._format.upgrade(self.service, snapshot.version, snapshot.state)
+        self._stateful.restore(state)
         self._committed = dict(snapshot.offsets)
         self._link.resume_from(snapshot.offsets)
         log.info("state restored", extra={"partitions": len(snapshot.offsets)})
@@ -150,8 +157,21 @@ class StreamRunner:
             return
         self._committed.update(committed)
         if time.monotonic() - self._last_snapshot >= self._snapshot_interval:
-            self._snapshots.save(Snapshot(dict(self._committed), self._stateful.snapshot()))
+            state = self._stateful.snapshot()
+            self._snapshots.save(Snapshot(dict(self._committed), state, self._format.version))
             self._last_snapshot = time.monotonic()
+
+    def start(self, ctx: ServiceContext) -> int:
+        """The handler's start-up work (`on_start`), before the first record: what it returns
+        is published (and committed) on its own. Returns the records published."""
+        if not isinstance(self._handler, Starts):
+            return 0
+        emits = self._handler.on_start(ctx)
+        outputs = [encode_emit(e, ()) for e in emits]
+        if outputs:
+            self._after_commit(self._link.complete(outputs))
+            self._count(metrics.MESSAGES_OUT, (o.topic for o in outputs))
+        return len(outputs)
 
     def ready(self) -> bool:
         return self._link.ready()
@@ -172,17 +192,12 @@ class StreamRunner:
             self._after_commit(self._link.complete(()))
             return 0
         started = time.perf_counter()
-        kept = records
-        if self._latest_only:
-            skip = superseded(records, self._latest_only)
-            kept = [r for r, s in zip(records, skip, strict=True) if not s]
-            self._superseded.inc(len(records) - len(kept))
         if self._batch_handler is not None:
-            per_record = self._process_batch(self._batch_handler, kept)
+            per_record = self._process_batch(self._batch_handler, records)
         else:
-            per_record = [self._process(r) for r in kept]
+            per_record = [self._process(r) for r in records]
         outputs: list[OutRecord] = []
-        for record, out in zip(kept, per_record, strict=True):
+        for record, out in zip(records, per_record, strict=True):
             if record.replay:
                 self._replayed.inc()  # published before the restart: state only
             else:
@@ -214,15 +229,13 @@ class StreamRunner:
         now = self._clock.now_ns()
         self._observe_origin(record, now)
         started = time.perf_counter()
-        try:
-            emits = self._handler.handle(event, record.topic, now)
-        except Exception as exc:
-            return [self._failed(record, span, event, exc)]
-        finally:
-            self._labels.get(metrics.HANDLER_SECONDS, record.topic).observe(
-                time.perf_counter() - started
-            )
-        return self._encode(record, span, emits)
+        outcome = dispatch(self._handler, event, record.topic, now)
+        self._labels.get(metrics.HANDLER_SECONDS, record.topic).observe(
+            time.perf_counter() - started
+        )
+        if isinstance(outcome, Exception):
+            return [self._failed(record, span, event, outcome)]
+        return self._encode(record, span, outcome)
 
     def _process_batch(self, handler: BatchHandler, records: list[Record]) -> list[list[OutRecord]]:
         """One handler call for the whole batch (e.g. one model run), results per record."""
@@ -248,7 +261,7 @@ class StreamRunner:
             handled: Sequence[Sequence[Emit] | Exception] = handler.handle_batch(items, now)
         except Exception:
             # Isolate the culprit: one record at a time, so only it is dead-lettered.
-            handled = [self._handle_one(e, topic, now) for e, topic in items]
+            handled = [dispatch(self._handler, e, topic, now) for e, topic in items]
         elapsed = (time.perf_counter() - started) / max(1, len(items))
         for (event, _), i, outcome in zip(items, index, handled, strict=True):
             record, span = records[i], spans[i]
@@ -260,12 +273,6 @@ class StreamRunner:
         for span in spans:
             span.end()
         return results
-
-    def _handle_one(self, event: Event, topic: str, now: int) -> Sequence[Emit] | Exception:
-        try:
-            return self._handler.handle(event, topic, now)
-        except Exception as exc:
-            return exc
 
     def _decode(self, record: Record, span: Span) -> Event | OutRecord:
         event_type = record.header(EVENT_TYPE)
@@ -282,12 +289,11 @@ class StreamRunner:
             )
 
     def _failed(self, record: Record, span: Span, event: Event, exc: Exception) -> OutRecord:
-        if isinstance(exc, Rejected):
-            return self._dead_letter(record, exc.reason, exc.detail, span, event)
-        log.error("handler failed", exc_info=exc, extra={"event_id": event.event_id})
-        metrics.ERRORS.labels(self.service, "handler").inc()
-        detail = f"{type(exc).__name__}: {exc}"
-        return self._dead_letter(record, "handler_error", detail, span, event)
+        if not isinstance(exc, Rejected):
+            log.error("handler failed", exc_info=exc, extra={"event_id": event.event_id})
+            metrics.ERRORS.labels(self.service, "handler").inc()
+        reason, detail = failure(exc)
+        return self._dead_letter(record, reason, detail, span, event)
 
     def _encode(self, record: Record, span: Span, emits: Sequence[Emit]) -> list[OutRecord]:
         if not emits:
@@ -342,7 +348,11 @@ class StreamRunner:
         return encode_emit(Emit(DLQ, letter, key=record.topic), headers)
 
     def close(self) -> None:
-        self._link.close()
+        try:
+            if isinstance(self._handler, Stops):
+                self._handler.on_stop()
+        finally:
+            self._link.close()
 
 
 class SourceRunner:

@@ -19,6 +19,7 @@ from tickpipe.cache.base import Cache
 class Snapshot:
     offsets: Offsets
     state: bytes
+    version: int = 1  # of the state's format (`service.SnapshotFormat`); absent means 1
 
 
 class SnapshotStore:
@@ -32,7 +33,7 @@ class SnapshotStore:
             return None
         data = orjson.loads(raw)
         offsets = {(t, int(p)): int(o) for t, p, o in data["offsets"]}
-        return Snapshot(offsets, base64.b64decode(data["state"]))
+        return Snapshot(offsets, base64.b64decode(data["state"]), int(data.get("version", 1)))
 
     def save(self, snapshot: Snapshot) -> None:
         self._cache.set(
@@ -41,6 +42,7 @@ class SnapshotStore:
                 {
                     "offsets": sorted([t, p, o] for (t, p), o in snapshot.offsets.items()),
                     "state": base64.b64encode(snapshot.state).decode(),
+                    "version": snapshot.version,
                 }
             ),
         )

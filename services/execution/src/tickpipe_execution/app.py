@@ -1,7 +1,7 @@
 """Execution composition: settings -> venue (paper exchange or ccxt) -> handler (transactional).
 
 Paper mode loads no credentials at all; live mode refuses to start without them. Live mode
-keeps no state snapshot: its OMS is rebuilt from the ledger (see `live.oms`).
+keeps no state snapshot: its OMS is rebuilt from the ledger at start (see `live.oms`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tickpipe.service import Handler, ServiceContext, ServiceSpec
-from tickpipe.topics import CONTROL, ORDERS, QUOTES, TRADES
+from tickpipe.topics import CONTROL, DLQ, EXECUTIONS, ORDERS, QUOTES, TRADES
 from tickpipe_execution.domain.paper import PaperConfig, PaperExchange
 from tickpipe_execution.domain.venue import Venue
 from tickpipe_execution.handlers import ExecutionHandler
@@ -121,22 +121,24 @@ def _shutdown(venue: CcxtVenue, cancel: bool) -> None:
     venue.close()
 
 
-def build(ctx: ServiceContext) -> Handler:
-    s = ExecutionSettings()
+def build(ctx: ServiceContext, s: ExecutionSettings) -> Handler:
     handler = ExecutionHandler(ctx.ids, build_venue(s))
     if s.mode == "paper":
         return handler
     from tickpipe_execution.live.oms import LedgerBackedHandler, read_ledger
 
-    return LedgerBackedHandler(handler, lambda: read_ledger(ctx.bus), ctx.cache)
+    return LedgerBackedHandler(handler, lambda stop: read_ledger(ctx.bus, stop), ctx.cache)
 
 
 SERVICE = ServiceSpec(
     name="execution",
+    order=50,
+    # Every quote: the paper exchange keeps the recent stream (a late order trades at the
+    # touch of its own point) and restores its arrival order by ingest_seq.
     inputs=(ORDERS, QUOTES, TRADES, CONTROL),
+    outputs=(EXECUTIONS, DLQ),
+    settings=ExecutionSettings,
     build=build,
     transactional=True,
-    # No `latest_only` for quotes: the paper exchange keeps the recent stream (a late order
-    # trades at the touch of its own point) and restores its arrival order by ingest_seq.
     default_http_port=9105,
 )

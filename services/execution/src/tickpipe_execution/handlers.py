@@ -30,7 +30,7 @@ from tickpipe.messages import (
     QuoteTick,
     TradeTick,
 )
-from tickpipe.service import Emit
+from tickpipe.service import Emit, ServiceContext
 from tickpipe.telemetry.metrics import child
 from tickpipe.topics import EXECUTIONS
 from tickpipe_execution.domain.events import (
@@ -59,26 +59,43 @@ class ExecutionHandler:
         self.orphans: list[ExchangeOrder] = []
         self._reconciled = False
         self._last_poll_ns = 0
+        self._polled_once = False  # polling is paced from the first event's market time
         # Orders created before this instance started may have reached the venue already
         # (placed in a batch whose transaction died with the process): look those up first.
         self._started_ns: int | None = None
         self.arrival = MarketArrival()
 
+    def on_start(self, ctx: ServiceContext) -> Sequence[Emit]:
+        """Reconcile with the venue before any order (state restored by then): what
+        happened while this service was away is reported first."""
+        now_ns = ctx.clock.now_ns()
+        self._started_ns = now_ns
+        return self._try_reconcile(now_ns) or ()
+
     def handle(self, event: Event, topic: str, now_ns: int) -> Sequence[Emit]:
-        if self._started_ns is None:
+        if self._started_ns is None:  # never started (a handler driven directly)
             self._started_ns = now_ns
+        if not self._polled_once:
+            self._polled_once = True
             self._last_poll_ns = event.ts_event
         if not self._reconciled:
-            try:
-                settled = self.reconcile(now_ns)
-            except VenueUnavailable as exc:
-                log.error("reconciliation failed; refusing orders", extra={"error": str(exc)})
+            # Reconciliation failed at start: retried until it succeeds, refusing orders.
+            settled = self._try_reconcile(now_ns)
+            if settled is None:
                 if isinstance(event, OrderRequest):
                     return self._refuse(event, "not_reconciled", now_ns)
                 return self._handle(event, now_ns)
-            self._reconciled = True
             return (*settled, *self._handle(event, now_ns))
         return self._handle(event, now_ns)
+
+    def _try_reconcile(self, now_ns: int) -> list[Emit] | None:
+        try:
+            settled = self.reconcile(now_ns)
+        except VenueUnavailable as exc:
+            log.error("reconciliation failed; refusing orders", extra={"error": str(exc)})
+            return None
+        self._reconciled = True
+        return settled
 
     def _poll_due(self, market_ts: int) -> bool:
         """Trades pace polling (not quotes: they are latest-only); market time, not wall."""
@@ -90,7 +107,7 @@ class ExecutionHandler:
 
     def reconcile(self, now_ns: int) -> list[Emit]:
         """Bring the OMS in line with the venue (before any new order): missed fills once,
-        acks and cancels that happened while we were away. Runs on the first event."""
+        acks and cancels that happened while we were away. Runs at start, then as polled."""
         result = reconcile(self.open_orders(), self._exchange.exchange_state(self.open_orders()))
         for orphan in result.orphans:
             log.warning(

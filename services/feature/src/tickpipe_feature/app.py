@@ -6,7 +6,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tickpipe.service import ServiceContext, ServiceSpec
-from tickpipe.topics import QUOTES, TRADES
+from tickpipe.topics import DLQ, FEATURES, QUOTES, TRADES
 from tickpipe_feature.handlers import FeatureHandler
 
 
@@ -20,8 +20,7 @@ class FeatureSettings(BaseSettings):
     cache_ttl_s: float = Field(default=300.0, gt=0)
 
 
-def build(ctx: ServiceContext) -> FeatureHandler:
-    s = FeatureSettings()
+def build(ctx: ServiceContext, s: FeatureSettings) -> FeatureHandler:
     return FeatureHandler(
         ctx.ids,
         ctx.cache,
@@ -33,9 +32,12 @@ def build(ctx: ServiceContext) -> FeatureHandler:
 
 SERVICE = ServiceSpec(
     name="feature",
+    order=20,
+    # Book features use the last quote before a bar's closing trade in ingest's arrival
+    # order, which the handler restores by `ingest_seq`: every quote is read.
     inputs=(TRADES, QUOTES),
+    outputs=(FEATURES, DLQ),
+    settings=FeatureSettings,
     build=build,
     default_http_port=9102,
-    # No `latest_only` for quotes: book features use the last quote before the closing
-    # trade in ingest's arrival order, which the handler restores by `ingest_seq`.
 )

@@ -8,7 +8,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tickpipe.service import ServiceContext, ServiceSpec
-from tickpipe.topics import CONTROL, FEATURES
+from tickpipe.topics import CONTROL, DLQ, FEATURES, SIGNALS
 from tickpipe_inference.domain.model import ModelError, Variant
 from tickpipe_inference.handlers import InferenceHandler
 from tickpipe_inference.model_registry import ModelRegistry
@@ -28,8 +28,7 @@ class InferenceSettings(BaseSettings):
     short_threshold: float = Field(default=0.45, ge=0, le=1)
 
 
-def build(ctx: ServiceContext) -> InferenceHandler:
-    s = InferenceSettings()
+def build(ctx: ServiceContext, s: InferenceSettings) -> InferenceHandler:
     registry = ModelRegistry(s.registry, FEATURE_SET, FEATURE_NAMES, s.variant)
     try:
         model = registry.load_dir(s.model_dir)
@@ -47,5 +46,11 @@ def build(ctx: ServiceContext) -> InferenceHandler:
 
 
 SERVICE = ServiceSpec(
-    name="inference", inputs=(FEATURES, CONTROL), build=build, default_http_port=9103
+    name="inference",
+    order=30,
+    inputs=(FEATURES, CONTROL),
+    outputs=(SIGNALS, DLQ),
+    settings=InferenceSettings,
+    build=build,
+    default_http_port=9103,
 )

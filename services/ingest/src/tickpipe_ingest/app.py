@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import signal
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import FrameType
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
@@ -14,6 +12,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tickpipe.marketdata import SyntheticConfig
 from tickpipe.service import ServiceContext, ServiceSpec, Source
+from tickpipe.topics import DLQ, QUALITY, QUOTES, TRADES
 from tickpipe_ingest.domain.validation import Validator
 from tickpipe_ingest.generator import GeneratorSource
 from tickpipe_ingest.normalize import Normalizer
@@ -89,29 +88,10 @@ class IngestSettings(BaseSettings):
         return value
 
 
-def stop_on_signals(stop: threading.Event) -> None:
-    """Set `stop` on SIGTERM/SIGINT, then run the handler that was there (the service's).
-
-    A source may run forever (exchange, generator): it must notice shutdown itself, since
-    the platform's source loop only ends when the source does.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        previous = signal.getsignal(sig)
-
-        def handler(signum: int, frame: FrameType | None, previous: Any = previous) -> None:
-            stop.set()
-            if callable(previous):
-                previous(signum, frame)
-
-        signal.signal(sig, handler)
-
-
-def build(ctx: ServiceContext, settings: IngestSettings | None = None) -> Source:
-    settings = settings or IngestSettings()
-    stop = threading.Event()
-    stop_on_signals(stop)
+def build(ctx: ServiceContext, settings: IngestSettings) -> Source:
+    # A source may run forever (exchange, generator): it ends between records once the
+    # service's stop event is set (SIGTERM/SIGINT in a process).
+    stop = ctx.stop
     if settings.source == "generator":
         return _generator(ctx, settings, stop)
     if settings.source == "exchange":
@@ -202,4 +182,12 @@ def _exchange(ctx: ServiceContext, settings: IngestSettings, stop: threading.Eve
     return ExchangeSource(config, normalize, ctx.clock, quality, limit=settings.limit, stop=stop)
 
 
-SERVICE = ServiceSpec(name="ingest", inputs=(), build=build, default_http_port=9101)
+SERVICE = ServiceSpec(
+    name="ingest",
+    order=10,
+    inputs=(),
+    outputs=(TRADES, QUOTES, QUALITY, DLQ),
+    settings=IngestSettings,
+    build=build,
+    default_http_port=9101,
+)

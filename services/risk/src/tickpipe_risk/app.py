@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tickpipe.messages import OrderType
 from tickpipe.service import ServiceContext, ServiceSpec
-from tickpipe.topics import CONTROL, EXECUTIONS, QUALITY, SIGNALS
+from tickpipe.topics import CONTROL, DLQ, EXECUTIONS, ORDERS, QUALITY, RISK_DECISIONS, SIGNALS
 from tickpipe_risk.domain.controls.circuit import BreakerConfig
 from tickpipe_risk.domain.controls.correlation import CorrelationModel, pair
 from tickpipe_risk.domain.limits import (
+    ACCOUNT_NAMES,
+    GUARD_NAMES,
     STRATEGY_NAMES,
     AccountLimits,
     Guards,
@@ -27,6 +29,15 @@ from tickpipe_risk.handlers import RiskHandler
 
 NS = 1_000_000_000
 Amount = Decimal | None  # None (`none` in the environment) turns a limit off
+AMOUNT_FIELDS = (*STRATEGY_NAMES, *ACCOUNT_NAMES)
+
+
+# The defaults live in the domain; the settings name them (and show them in `--help`).
+_S, _A, _G, _B, _Z = StrategyLimits(), AccountLimits(), Guards(), BreakerConfig(), SizingConfig()
+
+
+def _s(ns: int) -> float:
+    return ns / NS
 
 
 class RiskSettings(BaseSettings):
@@ -35,50 +46,56 @@ class RiskSettings(BaseSettings):
     )
 
     account: str = "paper"
-    capital: Decimal = Decimal(100_000)
-    vol_target: float = Field(default=0.0005, gt=0)
+    capital: Decimal = _Z.capital
+    vol_target: float = Field(default=_Z.vol_target, gt=0)
     exchange_info: Path | None = Path("data/sample/binance-exchange-info-btcusdt.json")
     order_type: Literal["market", "limit"] = "market"
     limit_offset_bps: Decimal = Field(default=Decimal(5), ge=0)
     # Per strategy (defaults; STRATEGY_LIMITS overrides them per strategy id).
-    max_order_qty: Amount = Decimal(5)
-    max_order_notional: Amount = Decimal(25_000)
-    max_position_notional: Amount = Decimal(50_000)
-    max_gross_notional: Amount = Decimal(150_000)
-    max_open_notional: Amount = Decimal(100_000)
-    max_daily_loss: Amount = Decimal(5_000)
-    max_drawdown: Amount = Decimal(10_000)
+    max_order_qty: Amount = _S.max_order_qty
+    max_order_notional: Amount = _S.max_order_notional
+    max_position_notional: Amount = _S.max_position_notional
+    max_gross_notional: Amount = _S.max_gross_notional
+    max_open_notional: Amount = _S.max_open_notional
+    max_daily_loss: Amount = _S.max_daily_loss
+    max_drawdown: Amount = _S.max_drawdown
     strategy_limits: dict[str, dict[str, Amount]] = Field(default_factory=dict)
     # The account: all strategies together.
-    account_max_position_notional: Amount = Decimal(100_000)
-    account_max_gross_notional: Amount = Decimal(250_000)
-    account_max_open_notional: Amount = Decimal(150_000)
-    account_max_daily_loss: Amount = Decimal(10_000)
-    account_max_drawdown: Amount = Decimal(20_000)
-    max_correlated_risk: Amount = Decimal(10_000)
+    account_max_position_notional: Amount = _A.max_position_notional
+    account_max_gross_notional: Amount = _A.max_gross_notional
+    account_max_open_notional: Amount = _A.max_open_notional
+    account_max_daily_loss: Amount = _A.max_daily_loss
+    account_max_drawdown: Amount = _A.max_drawdown
+    max_correlated_risk: Amount = _A.max_correlated_risk
     vols: dict[str, float] = Field(default_factory=dict)  # daily, per `exchange:symbol`
     default_vol: float = Field(default=0.04, gt=0)
     correlations: dict[str, float] = Field(default_factory=dict)  # `keyA|keyB` -> rho
     default_correlation: float = Field(default=0.8, ge=-1, le=1)
     # Freshness, prices and rates (0 turns one off).
     allowed_symbols: list[str] = Field(default_factory=list)
-    max_reference_age_s: float = Field(default=5.0, ge=0)
-    max_signal_age_s: float = Field(default=5.0, ge=0)
-    collar_bps: Decimal = Field(default=Decimal(100), ge=0)
-    max_orders_per_symbol: int = Field(default=10, ge=0)
-    max_orders_global: int = Field(default=50, ge=0)
-    order_window_s: float = Field(default=1.0, gt=0)
-    fill_throttle_count: int = Field(default=25, ge=0)
-    fill_throttle_window_s: float = Field(default=10.0, gt=0)
-    duplicate_window_s: float = Field(default=0.5, ge=0)
+    max_reference_age_s: float = Field(default=_s(_G.max_reference_age_ns), ge=0)
+    max_signal_age_s: float = Field(default=_s(_G.max_signal_age_ns), ge=0)
+    collar_bps: Decimal = Field(default=_G.collar_bps, ge=0)
+    max_orders_per_symbol: int = Field(default=_G.max_orders_per_symbol, ge=0)
+    max_orders_global: int = Field(default=_G.max_orders_global, ge=0)
+    order_window_s: float = Field(default=_s(_G.order_window_ns), gt=0)
+    fill_throttle_count: int = Field(default=_G.fill_throttle_count, ge=0)
+    fill_throttle_window_s: float = Field(default=_s(_G.fill_throttle_window_ns), gt=0)
+    duplicate_window_s: float = Field(default=_s(_G.duplicate_window_ns), ge=0)
     # Circuit breaker.
-    cb_window: int = Field(default=20, gt=0)
-    cb_min_calls: int = Field(default=10, gt=0)
-    cb_failure_rate: float = Field(default=0.5, gt=0, le=1)
-    cb_slow_s: float = Field(default=2.0, gt=0)
-    cb_open_s: float = Field(default=30.0, ge=0)
-    cb_probes: int = Field(default=3, gt=0)
-    cb_max_volatility: float = Field(default=0.005, ge=0)
+    cb_window: int = Field(default=_B.window, gt=0)
+    cb_min_calls: int = Field(default=_B.min_calls, gt=0)
+    cb_failure_rate: float = Field(default=_B.failure_rate, gt=0, le=1)
+    cb_slow_s: float = Field(default=_s(_B.slow_ns), gt=0)
+    cb_open_s: float = Field(default=_s(_B.open_ns), ge=0)
+    cb_probes: int = Field(default=_B.probes, gt=0)
+    cb_max_volatility: float = Field(default=_B.max_volatility, ge=0)
+
+    @field_validator(*AMOUNT_FIELDS, mode="before")
+    @classmethod
+    def _none_turns_off(cls, value: Any) -> Any:
+        # `none` turns a limit off, from a TOML file or `--set` as from the environment.
+        return None if isinstance(value, str) and value.strip().lower() == "none" else value
 
     @field_validator("strategy_limits")
     @classmethod
@@ -90,37 +107,18 @@ class RiskSettings(BaseSettings):
         return v
 
     def limits(self) -> Limits:
+        """Every limit by its name (`limits.LIMIT_NAMES`): a limit added to the domain's
+        dataclasses needs only its field here."""
+        guards: dict[str, Any] = {
+            field: int(getattr(self, name) * NS) if field.endswith("_ns") else getattr(self, name)
+            for name, field in GUARD_NAMES.items()
+        }
         return Limits(
             allowed_symbols=frozenset(self.allowed_symbols),
-            strategy=StrategyLimits(
-                max_order_qty=self.max_order_qty,
-                max_order_notional=self.max_order_notional,
-                max_position_notional=self.max_position_notional,
-                max_gross_notional=self.max_gross_notional,
-                max_open_notional=self.max_open_notional,
-                max_daily_loss=self.max_daily_loss,
-                max_drawdown=self.max_drawdown,
-            ),
+            strategy=StrategyLimits(**{n: getattr(self, n) for n in STRATEGY_NAMES}),
             overrides=self.strategy_limits,
-            account=AccountLimits(
-                max_position_notional=self.account_max_position_notional,
-                max_gross_notional=self.account_max_gross_notional,
-                max_open_notional=self.account_max_open_notional,
-                max_daily_loss=self.account_max_daily_loss,
-                max_drawdown=self.account_max_drawdown,
-                max_correlated_risk=self.max_correlated_risk,
-            ),
-            guards=Guards(
-                max_reference_age_ns=int(self.max_reference_age_s * NS),
-                max_signal_age_ns=int(self.max_signal_age_s * NS),
-                collar_bps=self.collar_bps,
-                max_orders_per_symbol=self.max_orders_per_symbol,
-                max_orders_global=self.max_orders_global,
-                order_window_ns=int(self.order_window_s * NS),
-                fill_throttle_count=self.fill_throttle_count,
-                fill_throttle_window_ns=int(self.fill_throttle_window_s * NS),
-                duplicate_window_ns=int(self.duplicate_window_s * NS),
-            ),
+            account=AccountLimits(**{f: getattr(self, n) for n, f in ACCOUNT_NAMES.items()}),
+            guards=Guards(**guards),
         )
 
     def correlation(self) -> CorrelationModel:
@@ -148,8 +146,7 @@ class RiskSettings(BaseSettings):
         )
 
 
-def build(ctx: ServiceContext) -> RiskHandler:
-    s = RiskSettings()
+def build(ctx: ServiceContext, s: RiskSettings) -> RiskHandler:
     rules: dict[str, MarketRules] = {}
     if s.exchange_info is not None and s.exchange_info.exists():
         rules = load_binance_exchange_info(s.exchange_info)
@@ -172,8 +169,11 @@ def build(ctx: ServiceContext) -> RiskHandler:
 
 SERVICE = ServiceSpec(
     name="risk",
+    order=40,
     # No quotes: the reference price is the touch each signal carries (see handlers.py).
     inputs=(SIGNALS, EXECUTIONS, CONTROL, QUALITY),
+    outputs=(ORDERS, RISK_DECISIONS, CONTROL, DLQ),
+    settings=RiskSettings,
     build=build,
     transactional=True,
     default_http_port=9104,

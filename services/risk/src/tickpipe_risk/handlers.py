@@ -36,7 +36,7 @@ from tickpipe.messages import (
     RiskDecision,
     Signal,
 )
-from tickpipe.service import Emit, Rejected
+from tickpipe.service import Emit, Rejected, ServiceContext
 from tickpipe.telemetry.metrics import ERRORS, child
 from tickpipe.topics import CONTROL, ORDERS, RISK_DECISIONS
 from tickpipe_risk.domain.books import Fill
@@ -93,9 +93,17 @@ class RiskHandler:
         self._limit_offset = limit_offset_bps / BPS
         self.engine = RiskEngine(limits, correlation, breaker)
         self._circuit_levels: dict[str, int] = {}  # as last exported, per key
-        self._store.load_controls(self.engine.state)  # survives restarts without a snapshot
+        self._restored = False
         self._halt_gauges()
         self.market_ns = 0  # the latest signal's or report's ts_event (see the module doc)
+
+    def on_start(self, ctx: ServiceContext) -> Sequence[Emit]:
+        """Operator state (kill switch, pauses, limits) survives a restart without a
+        snapshot through the cache; a restored snapshot already holds it."""
+        if not self._restored:
+            self._store.load_controls(self.engine.state)
+            self._halt_gauges()
+        return ()
 
     # -- views ----------------------------------------------------------------------------
 
@@ -306,6 +314,7 @@ class RiskHandler:
         state = orjson.loads(data)
         self.market_ns = int(state.pop("market_ns", 0))
         self.engine.load(state)
+        self._restored = True
         self._halt_gauges()
 
     def _halt_gauges(self) -> None:

@@ -22,31 +22,25 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from functools import partial
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import polars as pl
 
 from tickpipe.app import load_specs
-from tickpipe.backtest.config import (
-    BacktestConfig,
-    ConfigError,
-    environment,
-    settings_class,
-    validate,
-)
+from tickpipe.backtest.config import BacktestConfig, ConfigError
 from tickpipe.backtest.dataset import Dataset
-from tickpipe.backtest.engine import DEFAULT_CAPITAL, BacktestResult, fills_of
 from tickpipe.backtest.report import Mark
+from tickpipe.backtest.result import BacktestResult, dumped, fills_of
 from tickpipe.bus.base import Record
 from tickpipe.clock import SimClock
 from tickpipe.embedded import simulated_context
 from tickpipe.ids import EventIds
 from tickpipe.messages import FeatureVector, QuoteTick, RiskDecision, Signal, TradeTick
-from tickpipe.runner import encode_emit
-from tickpipe.service import BatchHandler, Emit, Handler, Rejected, ServiceSpec
+from tickpipe.runner import dispatch, encode_emit, failure
+from tickpipe.service import BatchHandler, Emit, Handler, ServiceSpec
 from tickpipe.summary import Summary
 from tickpipe.topics import DLQ, EXECUTIONS, FEATURES, ORDERS, QUOTES, RISK_DECISIONS, TRADES
 from tickpipe_quant.batch import (
@@ -69,19 +63,34 @@ CHUNK_ROWS = {"trades": 50_000, "quotes": 125_000}
 VECTOR_COLUMNS = ("end", "exchange", "symbol", "start", "close", "bid", "ask")  # see _vector
 
 
+class _FeatureSettings(Protocol):
+    """What this engine reads of the services' settings (libs name no service package)."""
+
+    bar_seconds: float
+    allowed_lateness_s: float
+
+
+class _RiskSettings(Protocol):
+    capital: Decimal
+    order_type: str
+
+
+class _ExecutionSettings(Protocol):
+    latency_ms: Decimal
+
+
 def run_bars(
     config: BacktestConfig, dataset: Dataset, on_progress: Callable[[int], None] | None = None
 ) -> BacktestResult:
     specs = load_specs()
-    validate(config.settings, specs)
+    settings = config.service_settings(specs)
+    feature = cast(_FeatureSettings, settings["feature"])
+    risk = cast(_RiskSettings, settings["risk"])
+    _check_supported(risk, cast(_ExecutionSettings, settings["execution"]))
     ctx = simulated_context(config.seed)
     clock = cast(SimClock, ctx.clock)
-    with environment(config.env()):
-        settings = {n: _settings(specs[n]) for n in ("feature", "risk", "execution")}
-        _check_supported(settings)
-        handlers = {n: cast(Handler, specs[n].build(ctx)) for n in HANDLERS}
+    handlers = {n: cast(Handler, specs[n].build(ctx, settings[n])) for n in HANDLERS}
     started = time.perf_counter()
-    feature = settings["feature"]
     interval = round(float(feature.bar_seconds) * 1e9)
     lateness = round(float(feature.allowed_lateness_s) * 1e9)
     router = _Router(specs, handlers)
@@ -114,32 +123,24 @@ def run_bars(
     summary = router.summary
     summary.counts["trades"] = int(dataset.manifest["trades"])
     summary.counts["quotes"] = int(dataset.manifest["quotes"])
-    risk = settings["risk"]
     return BacktestResult(
         orders=router.orders,
         executions=router.executions,
         fills=fills_of(router.executions),
         marks=marks,
         summary=summary,
-        capital=float(getattr(risk, "capital", DEFAULT_CAPITAL)),
+        capital=float(risk.capital),
         events=summary.counts["trades"] + summary.counts["quotes"],
         trades=summary.counts["trades"],
         elapsed_s=elapsed,
-        settings=config.env(),
+        settings=dumped(settings),
     )
 
 
-def _settings(spec: ServiceSpec) -> Any:
-    cls = settings_class(spec)
-    if cls is None:
-        raise ConfigError(f"{spec.name}: no settings class found")
-    return cls()
-
-
-def _check_supported(settings: dict[str, Any]) -> None:
-    if str(getattr(settings["risk"], "order_type", "market")) != "market":
+def _check_supported(risk: _RiskSettings, execution: _ExecutionSettings) -> None:
+    if risk.order_type != "market":
         raise ConfigError("the bars engine trades market orders only; use --engine ticks")
-    if Decimal(str(getattr(settings["execution"], "latency_ms", 0))) != 0:
+    if execution.latency_ms != 0:
         raise ConfigError("the bars engine has no paper latency; use --engine ticks")
 
 
@@ -232,7 +233,7 @@ class _Router:
     """Emits to the handlers whose service consumes their topic, breadth first; orders and
     executions kept as the bus would hold them."""
 
-    def __init__(self, specs: dict[str, ServiceSpec], handlers: dict[str, Handler]) -> None:
+    def __init__(self, specs: Mapping[str, ServiceSpec[Any]], handlers: dict[str, Handler]) -> None:
         self.subscribers: dict[str, list[Handler]] = {}
         for name, handler in handlers.items():
             for topic in specs[name].inputs:
@@ -254,14 +255,16 @@ class _Router:
                 continue
             self._keep(emit)
             for handler in self.subscribers.get(emit.topic, ()):
-                try:
-                    queue.extend(handler.handle(emit.event, emit.topic, now))
-                except Exception as exc:  # the runner dead-letters it; so do we
-                    self.dead_letter(exc)
+                outcome = dispatch(handler, emit.event, emit.topic, now)
+                if isinstance(outcome, Exception):
+                    self.dead_letter(outcome)  # as the runner would
+                else:
+                    queue.extend(outcome)
 
     def dead_letter(self, exc: Exception) -> None:
+        reason, _ = failure(exc)
         self.summary.add("dead_letters")
-        if not isinstance(exc, Rejected):
+        if reason == "handler_error":
             self.summary.add("handler_errors")
 
     def _keep(self, emit: Emit) -> None:

@@ -95,7 +95,6 @@ def add_parser(sub: Any) -> None:
 
 def dataset_main(args: argparse.Namespace) -> int:
     from tickpipe.app import load_specs
-    from tickpipe.backtest.config import environment
     from tickpipe.backtest.dataset import export
 
     missing = [str(p) for p in args.data if not p.exists()]
@@ -106,10 +105,17 @@ def dataset_main(args: argparse.Namespace) -> int:
         print(f"tickpipe dataset: {args.out} is not empty", file=sys.stderr)
         return 2
     config = BacktestConfig(data=tuple(args.data), start=args.start, end=args.end, loops=args.loops)
-    with environment(config.env()), _progress(quiet=False) as progress:
+    specs = load_specs()
+    try:
+        settings = config.service_settings(specs)["ingest"]
+    except ConfigError as exc:
+        print(f"tickpipe dataset: {exc}", file=sys.stderr)
+        return 2
+    with _progress(quiet=False) as progress:
         task = progress.add_task("ingest", total=None)
         dataset = export(
-            load_specs()["ingest"],
+            specs["ingest"],
+            settings,
             args.out,
             [str(p) for p in args.data],
             on_progress=lambda n: progress.advance(task, n),

@@ -1,19 +1,16 @@
 """What a backtest runs: data files, a time window, a model, and the services' settings.
 
-Services read their settings from `TICKPIPE_<SERVICE>_<NAME>` variables (pydantic-settings).
-A backtest sets the same variables while the pipeline is built, so a `[risk]` table in a
-config file means exactly what the risk service's environment means in production: one
-way to configure a service. Unknown sections or names are errors, never ignored.
+A `[risk]` table in a config file (or `--set risk.capital=5e4`) names the risk service's
+settings, the same ones `TICKPIPE_RISK_*` sets for a process: one way to configure a
+service. A backtest builds each service's settings from its defaults and this overlay
+alone, never from the environment, so it means the same on every machine. Unknown
+sections or names are errors, never ignored.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import sys
 import tomllib
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -21,14 +18,20 @@ from typing import Any
 
 from pydantic_settings import BaseSettings
 
-from tickpipe.service import ServiceSpec
+from tickpipe.service import ServiceSpec, SettingsError
 
-SECTIONS = ("ingest", "feature", "inference", "risk", "execution")
-Settings = dict[str, dict[str, Any]]
+Settings = dict[str, dict[str, Any]]  # service -> setting -> value
 
 
 class ConfigError(ValueError):
     """A backtest configuration that names something that does not exist."""
+
+
+def sections() -> tuple[str, ...]:
+    """The installed services, whose names are the config's sections."""
+    from tickpipe.app import service_names  # the composition root finds the services
+
+    return tuple(service_names())
 
 
 @dataclass(frozen=True)
@@ -50,23 +53,32 @@ class BacktestConfig:
             merged.setdefault(section, {})[name] = value
         return replace(self, settings=merged)
 
-    def env(self) -> dict[str, str]:
-        env = {
-            "TICKPIPE_INGEST_SOURCE": "file",
-            "TICKPIPE_INGEST_FILE": ",".join(str(p) for p in self.data),
-        }
+    def overlay(self) -> Settings:
+        """Every service's overlay: the configured settings, plus what the config's own
+        fields mean for ingest (the data, window, loops) and inference (the model)."""
+        out = {k: dict(v) for k, v in self.settings.items()}
+        ingest: dict[str, Any] = {"source": "file", "file": tuple(self.data)}
         if self.start is not None:
-            env["TICKPIPE_INGEST_START"] = self.start.isoformat()
+            ingest["start"] = self.start
         if self.end is not None:
-            env["TICKPIPE_INGEST_END"] = self.end.isoformat()
+            ingest["end"] = self.end
         if self.loops != 1:
-            env["TICKPIPE_INGEST_LOOPS"] = str(self.loops)
-        for section, values in sorted(self.settings.items()):
-            for name, value in sorted(values.items()):
-                env[f"TICKPIPE_{section.upper()}_{name.upper()}"] = _env_value(value)
+            ingest["loops"] = self.loops
+        out["ingest"] = {**ingest, **out.get("ingest", {})}  # an [ingest] table wins
         if self.model is not None:
-            env["TICKPIPE_INFERENCE_MODEL_DIR"] = str(model_dir(self.model, self.settings))
-        return env
+            out.setdefault("inference", {})["model_dir"] = model_dir(self.model, self.settings)
+        return out
+
+    def service_settings(self, specs: Mapping[str, ServiceSpec[Any]]) -> dict[str, BaseSettings]:
+        """Each installed service's settings: defaults and the overlay, validated."""
+        overlay = self.overlay()
+        unknown = sorted(set(overlay) - set(specs))
+        if unknown:
+            raise ConfigError(f"unknown service(s) {unknown}; known: {sorted(specs)}")
+        try:
+            return {name: spec.settings_from(overlay.get(name)) for name, spec in specs.items()}
+        except SettingsError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 ENGINES = ("ticks", "bars")
@@ -74,15 +86,10 @@ ENGINES = ("ticks", "bars")
 
 def split_key(dotted: str) -> tuple[str, str]:
     section, _, name = dotted.partition(".")
-    if not name or section not in SECTIONS:
-        raise ConfigError(f"{dotted!r}: expected `<service>.<setting>`, service one of {SECTIONS}")
+    known = sections()
+    if not name or section not in known:
+        raise ConfigError(f"{dotted!r}: expected `<service>.<setting>`, service one of {known}")
     return section, name
-
-
-def _env_value(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(value)  # numbers, booleans, lists and tables as pydantic-settings reads
 
 
 def model_dir(model: str, settings: Settings) -> Path:
@@ -104,52 +111,12 @@ def load_file(path: Path) -> tuple[Settings, dict[str, list[Any]]]:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     sweep = raw.pop("sweep", {})
-    unknown = sorted(set(raw) - set(SECTIONS))
+    known = sections()
+    unknown = sorted(set(raw) - set(known))
     if unknown:
-        raise ConfigError(f"{path}: unknown section(s) {unknown}; known: {[*SECTIONS, 'sweep']}")
+        raise ConfigError(f"{path}: unknown section(s) {unknown}; known: {[*known, 'sweep']}")
     for dotted, values in sweep.items():
         split_key(dotted)
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{path}: sweep {dotted!r} must be a non-empty list")
     return {k: dict(v) for k, v in raw.items()}, {k: list(v) for k, v in sweep.items()}
-
-
-def settings_class(spec: ServiceSpec) -> type[BaseSettings] | None:
-    """The service's pydantic settings class, found beside its `build` function."""
-    module = sys.modules.get(spec.build.__module__)
-    prefix = f"TICKPIPE_{spec.name.upper()}_"
-    for value in vars(module or object()).values():
-        if (
-            isinstance(value, type)
-            and issubclass(value, BaseSettings)
-            and value.model_config.get("env_prefix") == prefix
-        ):
-            return value
-    return None
-
-
-def validate(settings: Settings, specs: Mapping[str, ServiceSpec]) -> None:
-    for section, values in settings.items():
-        spec = specs.get(section)
-        cls = settings_class(spec) if spec is not None else None
-        if cls is None:
-            raise ConfigError(f"[{section}]: this service has no settings")
-        unknown = sorted(set(values) - set(cls.model_fields))
-        if unknown:
-            known = ", ".join(sorted(cls.model_fields))
-            raise ConfigError(f"[{section}]: unknown setting(s) {unknown}; known: {known}")
-
-
-@contextmanager
-def environment(env: Mapping[str, str]) -> Iterator[None]:
-    """Set `env` for the duration (the services read settings while being built)."""
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v

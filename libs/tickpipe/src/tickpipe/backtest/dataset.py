@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import polars as pl
+from pydantic_settings import BaseSettings
 
 from tickpipe.embedded import simulated_context
 from tickpipe.messages import DataQuality, DeadLetter, QuoteTick, TradeTick
@@ -106,18 +107,18 @@ class _Writer:
 
 
 def export(
-    ingest: ServiceSpec,
+    ingest: ServiceSpec[Any],
+    settings: BaseSettings,
     out: Path,
     sources: list[str],
     seed: int = 0,
     on_progress: Callable[[int], None] | None = None,
 ) -> Dataset:
-    """Run `ingest` (configured by the environment, as in a backtest) and write what it
-    publishes under `out`."""
+    """Run `ingest` with `settings` (a backtest's) and write what it publishes under `out`."""
     ctx = simulated_context(seed)
     if ingest.inputs:
         raise TypeError(f"{ingest.name} is not a source")
-    source = cast(Source, ingest.build(ctx))
+    source = cast(Source, ingest.build(ctx, settings))
     trades, quotes = _Writer(out / "trades", TRADES), _Writer(out / "quotes", QUOTES)
     instruments: dict[tuple[str, str], None] = {}
     dead_letters = quality = 0

@@ -48,11 +48,6 @@ ERRORS = Counter("tickpipe_errors", "Errors by kind.", ["service", "kind"])
 DEAD_LETTERS = Counter(
     "tickpipe_dead_letters", "Records sent to dlq.v1, by reason.", ["service", "source", "reason"]
 )
-SUPERSEDED = Counter(
-    "tickpipe_superseded",
-    "Records skipped because a later record of the same key replaced them (latest-only inputs).",
-    ["service"],
-)
 REPLAYED = Counter(
     "tickpipe_replayed",
     "Records consumed again after a restart to rebuild state (outputs not republished).",

@@ -4,15 +4,16 @@ Why not a snapshot: after a restart the runner replays the records consumed sinc
 snapshot and drops their outputs (they were published before). That is right for the paper
 exchange, whose answers are a function of the inputs; a live exchange answers with what is
 true *now* (fills that came while the process was dead), and those reports would be dropped
-with the replay and lost from `executions.v1`. So live mode keeps no snapshot: on its first
-event it folds the committed ledger (exactly what was published) and continues from the
-committed offsets; reconciliation then reports everything the exchange did since, once.
+with the replay and lost from `executions.v1`. So live mode keeps no snapshot: at start it
+folds the committed ledger (exactly what was published) and continues from the committed
+offsets; reconciliation then reports everything the exchange did since, once.
 The kill switch, which is not in the ledger, is kept in the cache.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -21,7 +22,7 @@ from tickpipe.bus.base import Bus, BusError
 from tickpipe.cache.base import Cache
 from tickpipe.messages import ControlCommand, DecodeError, Event, ExecutionReport, decode
 from tickpipe.runner import EVENT_TYPE
-from tickpipe.service import Emit
+from tickpipe.service import Emit, ServiceContext
 from tickpipe.topics import EXECUTIONS
 from tickpipe_execution.domain.ledger import LedgerMismatch, replay
 from tickpipe_execution.handlers import ExecutionHandler
@@ -36,7 +37,7 @@ class LedgerBackedHandler:
     def __init__(
         self,
         inner: ExecutionHandler,
-        ledger: Callable[[], Iterable[ExecutionReport]],
+        ledger: Callable[[threading.Event], Iterable[ExecutionReport]],
         cache: Cache,
     ) -> None:
         self.inner = inner
@@ -44,19 +45,11 @@ class LedgerBackedHandler:
         self._cache = cache
         self._loaded = False
 
-    def handle(self, event: Event, topic: str, now_ns: int) -> Sequence[Emit]:
-        if not self._loaded:
-            self._load()
-        out = self.inner.handle(event, topic, now_ns)
-        if isinstance(event, ControlCommand):
-            self._cache.set(KILL_SWITCH_KEY, b"1" if self.inner.kill_switch else b"0")
-        return out
-
-    def _load(self) -> None:
-        # Lazily, on the first event: by then the runner's transactional producer has fenced
-        # the dead instance and aborted its open transaction, so the ledger's end is readable.
+    def on_start(self, ctx: ServiceContext) -> Sequence[Emit]:
+        # The runner's transactional producer has fenced the dead instance and aborted its
+        # open transaction by now (the link is built first), so the ledger's end is readable.
         try:
-            orders = replay(self._ledger())
+            orders = replay(self._ledger(ctx.stop))
         except (BusError, LedgerMismatch) as exc:
             # Not a bad input record: without the ledger nothing may be sent. Exit, restart.
             raise SystemExit(f"execution: cannot rebuild the OMS from the ledger: {exc}") from None
@@ -67,11 +60,27 @@ class LedgerBackedHandler:
             "OMS rebuilt from the ledger",
             extra={"orders": len(orders), "open": len(self.inner.open_orders())},
         )
+        return self.inner.on_start(ctx)
+
+    def handle(self, event: Event, topic: str, now_ns: int) -> Sequence[Emit]:
+        if not self._loaded:
+            # Never trade on an OMS that has not read the ledger.
+            raise RuntimeError("live execution handled a record before on_start")
+        out = self.inner.handle(event, topic, now_ns)
+        if isinstance(event, ControlCommand):
+            self._cache.set(KILL_SWITCH_KEY, b"1" if self.inner.kill_switch else b"0")
+        return out
 
 
-def read_ledger(bus: Bus, quiet_s: float = 1.0, timeout_s: float = 120.0) -> list[ExecutionReport]:
+def read_ledger(
+    bus: Bus,
+    stop: threading.Event | None = None,
+    quiet_s: float = 1.0,
+    timeout_s: float = 120.0,
+) -> list[ExecutionReport]:
     """Every committed report on `executions.v1`, in partition order (a fresh group, from
-    the start, until the topic has been quiet for `quiet_s` after the assignment)."""
+    the start, until the topic has been quiet for `quiet_s` after the assignment). Raises
+    BusError when `stop` is set first (the service is shutting down)."""
     link = bus.link(
         group=f"execution-ledger-{uuid.uuid4().hex}",
         topics=[EXECUTIONS],
@@ -84,6 +93,8 @@ def read_ledger(bus: Bus, quiet_s: float = 1.0, timeout_s: float = 120.0) -> lis
         while True:
             if time.monotonic() > deadline:
                 raise BusError("ledger read timed out")
+            if stop is not None and stop.is_set():
+                raise BusError("stopped while reading the ledger")
             records = link.poll(1000, 0.1)
             now = time.monotonic()
             if records or not link.ready():
