@@ -15,7 +15,7 @@ from tickpipe.messages import Event, FeatureVector
 from tickpipe.service import Rejected, Stateful
 from tickpipe.topics import FEATURES, QUOTES, TRADES
 from tickpipe_feature.handlers import FeatureHandler
-from tickpipe_quant.features import FEATURE_NAMES, FEATURE_SET, feature_set_name
+from tickpipe_quant.features import FEATURE_NAMES, FEATURE_SET, REGISTRY, feature_set_name
 
 S = f.SECOND
 MS = 1_000_000
@@ -61,17 +61,17 @@ def test_feature_handler_when_built_is_stateful_and_names_its_feature_set() -> N
     handler, _ = _handler()
 
     assert isinstance(handler, Stateful)
-    assert handler.feature_set == FEATURE_SET == "bars1s.v2"
+    assert handler.feature_set == FEATURE_SET == f"bars1s.{REGISTRY.digest}"
 
 
 @pytest.mark.parametrize(
-    ("interval", "name"),
-    [(S, "bars1s.v2"), (60 * S, "bars1m.v2"), (5 * S, "bars5s.v2"), (250 * MS, "bars250ms.v2")],
+    ("interval", "label"),
+    [(S, "1s"), (60 * S, "1m"), (5 * S, "5s"), (250 * MS, "250ms"), (1_500, "1500ns")],
 )
-def test_feature_set_name_when_interval_given_names_interval_and_version(
-    interval: int, name: str
+def test_feature_set_name_when_interval_given_names_interval_and_definitions(
+    interval: int, label: str
 ) -> None:
-    assert feature_set_name(interval) == name
+    assert feature_set_name(interval) == f"bars{label}.{REGISTRY.digest}"
 
 
 def test_feature_handler_when_no_quote_seen_emits_nothing() -> None:

@@ -18,6 +18,9 @@ from onnx import TensorProto, helper
 
 from tests.unit import factories as f
 from tickpipe_inference.triton import triton_config
+from tickpipe_quant.features import FEATURE_NAMES
+
+N = len(FEATURE_NAMES)  # the feature set's width: the model's input
 
 REPOSITORY = f.MODEL_DIR / "triton"
 MODELS = {"baseline": "model.onnx", "baseline_int8": "model.int8.onnx"}
@@ -144,7 +147,7 @@ def test_triton_repository_when_parsed_then_matches_the_real_model(name: str) ->
     assert config.name == name  # Triton requires the folder name
     assert (folder / "1" / "model.onnx").read_bytes() == (f.MODEL_DIR / MODELS[name]).read_bytes()
     assert mismatches(config, folder / "1" / "model.onnx") == []
-    assert _tensors(config.input) == [("features", "TYPE_FP32", [22])]
+    assert _tensors(config.input) == [("features", "TYPE_FP32", [N])]
     assert _tensors(config.output) == [("probabilities", "TYPE_FP32", [2])]
     assert config.HasField("dynamic_batching")
 
@@ -153,9 +156,9 @@ def test_triton_repository_when_parsed_then_matches_the_real_model(name: str) ->
     ("old", "new"),
     [
         ('name: "features"', 'name: "input"'),
-        ("data_type: TYPE_FP32\n    dims: [ 22 ]", "data_type: TYPE_FP64\n    dims: [ 22 ]"),
-        ("dims: [ 22 ]", "dims: [ 21 ]"),
-        ("dims: [ 22 ]", "dims: [ -1, 22 ]"),
+        (f"data_type: TYPE_FP32\n    dims: [ {N} ]", f"data_type: TYPE_FP64\n    dims: [ {N} ]"),
+        (f"dims: [ {N} ]", f"dims: [ {N - 1} ]"),
+        (f"dims: [ {N} ]", f"dims: [ -1, {N} ]"),
         ("dims: [ 2 ]", "dims: [ 1 ]"),
         ('name: "probabilities"', 'name: "label"'),
         ("max_batch_size: 256", "max_batch_size: 0"),

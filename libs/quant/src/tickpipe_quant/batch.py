@@ -1,9 +1,10 @@
 """The polars batch path: the streaming bars and feature set, over whole files at once.
 
 Training and backfills use this; the feature service runs `bars.TimeBarBuilder` and
-`features.FeatureEngine`. The two are written independently and held equal by
-`tests/unit/test_batch_parity.py` on the sample capture (within 1e-9 relative; most
-features agree bit for bit). They agree because they follow the same rules:
+`features.FeatureEngine`. The bars are written twice and the features once, as registry
+entries with a streaming and a polars half (`features.py`); `tests/unit/test_batch_parity.py`
+holds both paths equal on the sample capture (bit for bit, or within 1e-9 relative for the
+entries marked inexact). They agree because they follow the same rules:
 
 - Inputs are in arrival order, numbered by `seq` across trades and quotes (the order the
   feature service would consume them). The watermark after each trade is the running
@@ -17,9 +18,10 @@ features agree bit for bit). They agree because they follow the same rules:
 - EMA-family smoothing is seeded with the mean of its first `period` values (a cumulative
   sum, the streaming order) and continued by `ewm_mean(adjust=False)`, whose update is the
   streaming one. Rolling windows use polars' kernels; the streaming side uses running sums
-  recomputed every window, so those features differ in the last bits only.
+  recomputed every window, so those features differ in the last bits only (`exprs.py`).
 
-Needs the `batch` extra (polars); nothing else in `tickpipe_quant` imports polars.
+Needs the `batch` extra (polars); the rest of `tickpipe_quant` imports polars only when a
+batch half runs.
 """
 
 from __future__ import annotations
@@ -33,21 +35,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError("tickpipe_quant.batch needs polars: install tickpipe-quant[batch]") from exc
 
-from tickpipe_quant.features import (
-    ATR_PERIOD,
-    BB_K,
-    BB_PERIOD,
-    EMA_FAST,
-    EMA_SLOW,
-    FEATURE_NAMES,
-    FLOW_PERIOD,
-    INTENSITY_PERIOD,
-    LONG_RETURN,
-    MACD_SIGNAL,
-    RSI_PERIOD,
-    SMA_PERIOD,
-    VOL_PERIOD,
-)
+from tickpipe_quant.features import FEATURE_NAMES, REGISTRY
 
 TRADE_SCHEMA = {
     "seq": pl.Int64,
@@ -295,103 +283,6 @@ def chunks_of(frame: pl.DataFrame, size: int) -> Iterator[pl.DataFrame]:
         yield frame.slice(offset, size)
 
 
-def _seeded_ewm(x: pl.Expr, period: int, alpha: float) -> pl.Expr:
-    """Mean of the first `period` non-null values, then v += alpha * (x - v); null before."""
-    seen = x.is_not_null().cum_sum()
-    seed = x.fill_null(0.0).cum_sum() / period
-    started = pl.when(seen == period).then(seed).when(seen > period).then(x)
-    return pl.when(seen >= period).then(started.ewm_mean(alpha=alpha, adjust=False))
-
-
-def _share(part: pl.Expr, whole: pl.Expr) -> pl.Expr:
-    """part / whole; 0 when whole is 0; null while whole is null (`microstructure.share`)."""
-    return pl.when(whole > 0).then(part / whole).when(whole == 0).then(0.0)
-
-
-def _bps(x: pl.Expr, reference: pl.Expr) -> pl.Expr:
-    return (x - reference) / reference * 1e4
-
-
-def _bar_features() -> list[pl.Expr]:
-    c, high, low = pl.col("close"), pl.col("high"), pl.col("low")
-    prev = c.shift(1)
-    change = c - prev
-    gain = _seeded_ewm(
-        pl.when(change > 0).then(change).when(change.is_not_null()).then(0.0),
-        RSI_PERIOD,
-        1.0 / RSI_PERIOD,
-    )
-    loss = _seeded_ewm(
-        pl.when(change < 0).then(-change).when(change.is_not_null()).then(0.0),
-        RSI_PERIOD,
-        1.0 / RSI_PERIOD,
-    )
-    moves = gain + loss
-    ema_fast = _seeded_ewm(c, EMA_FAST, 2.0 / (EMA_FAST + 1))
-    ema_slow = _seeded_ewm(c, EMA_SLOW, 2.0 / (EMA_SLOW + 1))
-    macd = ema_fast - ema_slow
-    signal = _seeded_ewm(macd, MACD_SIGNAL, 2.0 / (MACD_SIGNAL + 1))
-    # Windows of prices are taken relative to the first close: polars' rolling variance
-    # cancels on raw prices (~3e-12 relative error on BTC), shifted it is exact to ~1e-15.
-    anchor = c.first()
-    std = (c - anchor).rolling_std(BB_PERIOD, ddof=0)
-    middle = (c - anchor).rolling_mean(BB_PERIOD) + anchor
-    upper, lower = middle + BB_K * std, middle - BB_K * std
-    band = upper - lower
-    true_range = pl.when(prev.is_not_null()).then(
-        pl.max_horizontal(high - low, (high - prev).abs(), (low - prev).abs())
-    )
-    atr = _seeded_ewm(true_range, ATR_PERIOD, 1.0 / ATR_PERIOD)
-    log_ret_1 = (c / prev).log()
-    volume, count = pl.col("volume"), pl.col("count").cast(pl.Float64)
-    vwap = pl.when(volume > 0).then(pl.col("notional") / volume).otherwise(c)
-    buy, sell = pl.col("buy_volume"), pl.col("sell_volume")
-    buy_n, sell_n = buy.rolling_sum(FLOW_PERIOD), sell.rolling_sum(FLOW_PERIOD)
-    avg_count = _seeded_ewm(count, INTENSITY_PERIOD, 2.0 / (INTENSITY_PERIOD + 1))
-    return [
-        (c / prev - 1.0).alias("ret_1"),
-        log_ret_1.alias("log_ret_1"),
-        (c / c.shift(LONG_RETURN)).log().alias("log_ret_5"),
-        (c / ((c - anchor).rolling_mean(SMA_PERIOD) + anchor) - 1.0).alias("sma_dev_20"),
-        (c / ema_fast - 1.0).alias("ema_fast_dev"),
-        (c / ema_slow - 1.0).alias("ema_slow_dev"),
-        (macd / c).alias("macd_rel"),
-        (signal / c).alias("macd_signal_rel"),
-        ((macd - signal) / c).alias("macd_hist_rel"),
-        pl.when(moves > 0)
-        .then(100.0 * (gain / moves))
-        .when(moves.is_not_null())
-        .then(50.0)
-        .alias("rsi_14"),
-        pl.when(band > 0)
-        .then((c - lower) / band)
-        .when(band.is_not_null())
-        .then(0.5)
-        .alias("bb_pct_b"),
-        (band / middle).alias("bb_width"),
-        (atr / c).alias("atr_rel_14"),
-        log_ret_1.rolling_std(VOL_PERIOD, ddof=1).alias("realized_vol_20"),
-        (c / vwap - 1.0).alias("vwap_dev"),
-        _share(buy - sell, buy + sell).alias("order_flow_imbalance"),
-        _share(buy_n - sell_n, buy_n + sell_n).alias("order_flow_imbalance_10"),
-        _share(count, avg_count).alias("trade_intensity"),
-        (pl.col("count") == 0).cast(pl.Float64).alias("bar_empty"),
-    ]
-
-
-def _quote_features() -> list[pl.Expr]:
-    bid, ask = pl.col("bid"), pl.col("ask")
-    bid_size, ask_size = pl.col("bid_size"), pl.col("ask_size")
-    mid = (bid + ask) / 2.0
-    depth = bid_size + ask_size
-    micro = pl.when(depth > 0).then((bid * ask_size + ask * bid_size) / depth).otherwise(mid)
-    return [
-        ((ask - bid) / mid * 1e4).alias("spread_bps"),
-        _bps(pl.col("close"), mid).alias("close_mid_bps"),
-        _bps(micro, mid).alias("micro_mid_bps"),
-    ]
-
-
 def bar_features(bars: pl.DataFrame, quotes: pl.DataFrame) -> pl.DataFrame:
     """Every bar with its feature columns (null while an input warms up), in set order."""
     with_quotes = bars.sort("start").join_asof(
@@ -405,9 +296,7 @@ def bar_features(bars: pl.DataFrame, quotes: pl.DataFrame) -> pl.DataFrame:
 
 def features_of(bars_with_touch: pl.DataFrame) -> pl.DataFrame:
     """Bars that already carry their touch (`touch_at_emit`) with the feature columns."""
-    return (
-        bars_with_touch.sort("start").with_columns(_bar_features()).with_columns(_quote_features())
-    )
+    return bars_with_touch.sort("start").with_columns(REGISTRY.exprs())
 
 
 def feature_rows(

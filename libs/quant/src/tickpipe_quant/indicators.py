@@ -1,7 +1,10 @@
 """Incremental indicators: O(1) per update, plain floats in, NaN until warmed up.
 
-Conventions (the polars batch path in `batch.py` follows the same ones; `tests/unit` checks
-them against TA-Lib, which differs where noted):
+Changing what an indicator computes changes the features that read it: bump the `revision`
+of its components in `features.py`, which renames the feature set.
+
+Conventions (their polars twins, `exprs.py` and the batch halves in `features.py`, follow the
+same ones; `tests/unit` checks them against TA-Lib, which differs where noted):
 
 - EMA-family smoothing (EMA, Wilder's RSI and ATR averages, MACD's signal) is seeded with the
   simple mean of the first `period` inputs, then updated as ``v += alpha * (x - v)``. That is
