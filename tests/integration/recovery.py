@@ -1,19 +1,38 @@
 """Scaffolding shared by the kill -9 tests: one service process over the test brokers,
-waits on its /metrics and its Redis snapshot, and a read_committed reader of its output."""
+waits on its /metrics and its Redis snapshot, a kill that leaves its restart records to
+replay, and a read_committed reader of its output."""
 
 from __future__ import annotations
 
+import functools
+import signal
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar, cast
 
 import orjson
+from confluent_kafka import Consumer, TopicPartition
 
+from tests.polling import wait_until
+from tickpipe.bus.base import Offsets
 from tickpipe.bus.kafka import KafkaBus
+from tickpipe.cache.base import Cache
 from tickpipe.processes import ServiceProcesses
 from tickpipe.runner import EVENT_TYPE
+from tickpipe.state import SnapshotStore
 from tickpipe.topics import TopicNames
+
+__all__ = [
+    "collect",
+    "consumed",
+    "kill_with_replay_pending",
+    "replayed",
+    "service_env",
+    "wait_consumed",
+    "wait_snapshot",
+    "wait_until",
+]
 
 T = TypeVar("T")
 
@@ -38,13 +57,17 @@ def consumed(procs: ServiceProcesses, service: str, topic: str) -> float:
     )
 
 
-def wait_until(
-    predicate: Callable[[], bool], why: Callable[[], str], timeout_s: float = 30
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, why()
-        time.sleep(0.1)
+def replayed(procs: ServiceProcesses, service: str) -> float:
+    """Records the service consumed again after its restart to rebuild its state, outputs
+    dropped (`tickpipe_replayed_total`), from its own /metrics."""
+    prefix = f'tickpipe_replayed_total{{service="{service}"}} '
+    values = [
+        float(line[len(prefix) :])
+        for line in procs.metrics(service).splitlines()
+        if line.startswith(prefix)
+    ]
+    assert values, f"{service} exports no tickpipe_replayed_total: a 0 here would mean nothing"
+    return sum(values)
 
 
 def wait_consumed(procs: ServiceProcesses, service: str, topic: str, n: int) -> None:
@@ -56,6 +79,83 @@ def wait_snapshot(procs: ServiceProcesses, cache: Any, namespace: str, service: 
     """Until the service has saved a state snapshot, a kill would test nothing."""
     key = f"{namespace}:snapshot:{namespace}.{service}"
     wait_until(lambda: cache.get(key) is not None, lambda: procs.log(service)[-2000:])
+
+
+def _snapshot_offsets(cache: Any, namespace: str, service: str) -> Offsets:
+    key = f"{namespace}:snapshot:{namespace}.{service}"
+    snapshot = SnapshotStore(cast(Cache, cache), key).load()
+    assert snapshot is not None, f"{service} has no snapshot"
+    return snapshot.offsets
+
+
+def _committed(bootstrap: str, names: TopicNames, group: str, partitions: Iterable[Any]) -> Offsets:
+    """The group's committed offsets, stable ones only: read_uncommitted does not wait out
+    an open transaction's offsets (the process may be paused in one, or about to die)."""
+    reader = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,  # reads its offsets; never subscribes, so never joins it
+            "enable.auto.commit": False,
+            "isolation.level": "read_uncommitted",
+        }
+    )
+    try:
+        tps = [TopicPartition(names.physical(t), p) for t, p in partitions]
+        got = reader.committed(tps, timeout=10)
+    finally:
+        reader.close()
+    return {(names.logical(tp.topic), tp.partition): tp.offset for tp in got}
+
+
+def _advanced(bootstrap: str, names: TopicNames, group: str, than: Offsets) -> bool:
+    now = _committed(bootstrap, names, group, than)
+    return any(o > than.get(tp, -1) for tp, o in now.items())
+
+
+def kill_with_replay_pending(
+    procs: ServiceProcesses,
+    service: str,
+    cache: Any,
+    bootstrap: str,
+    names: TopicNames,
+    namespace: str,
+    timeout_s: float = 30,
+) -> int:
+    """SIGKILL the service at a moment when it has committed records after its last state
+    snapshot; returns how many. Its restart must replay them: the state comes from the
+    snapshot, and those records' outputs are already published. A kill right after a snapshot
+    would leave nothing to replay, and a test of the replay would pass without one.
+
+    The process is paused (SIGSTOP) while its committed offsets and its snapshot are compared,
+    so that neither moves meanwhile; it is killed right there, mid-batch as it may be. If
+    nothing is pending yet it runs on (SIGCONT) until it has committed more: the caller keeps
+    input flowing."""
+    proc = procs.procs[service]
+    group = f"{namespace}.{service}"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert proc.poll() is None, f"{service} exited:\n{procs.log(service)[-2000:]}"
+        proc.send_signal(signal.SIGSTOP)
+        # The snapshot twice, around the offsets: a write sent just before the pause lands
+        # meanwhile, and then the offsets are read again.
+        snapshot: Offsets = {}
+        before: Offsets | None = None
+        while snapshot != before:
+            before = _snapshot_offsets(cache, namespace, service)
+            committed = _committed(bootstrap, names, group, before)
+            snapshot = _snapshot_offsets(cache, namespace, service)
+        pending = sum(max(0, committed.get(tp, -1) - o) for tp, o in snapshot.items())
+        if pending > 0:
+            proc.kill()  # SIGKILL: no flush, no final commit, no goodbye
+            proc.wait(10)
+            return pending
+        proc.send_signal(signal.SIGCONT)
+        wait_until(
+            functools.partial(_advanced, bootstrap, names, group, committed),
+            f"{service} committed nothing after its snapshot (is input still flowing?): "
+            f"snapshot at {snapshot}, committed {committed}",
+            max(0.0, deadline - time.monotonic()),
+        )
 
 
 def collect(
@@ -81,6 +181,7 @@ def collect(
             for r in records:
                 assert r.header(EVENT_TYPE) == event_type
                 got.append(row(orjson.loads(r.value)))
+            link.complete(())  # each batch completed before the next poll, as a service does
     finally:
         link.close()
     return got

@@ -4,16 +4,25 @@ run's — no order acknowledged twice, no fill counted twice, none lost."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 import redis
 
-from tests.integration.recovery import collect, service_env, wait_consumed, wait_snapshot
+from tests.integration.recovery import (
+    collect,
+    kill_with_replay_pending,
+    replayed,
+    service_env,
+    wait_consumed,
+    wait_snapshot,
+)
 from tickpipe.bus.admin import create_topics
 from tickpipe.bus.kafka import KafkaBus
 from tickpipe.clock import SimClock
@@ -100,6 +109,13 @@ def _row(d: dict[str, object]) -> Row:
     )
 
 
+def _publish(producer: Any, trades: list[TradeTick]) -> None:
+    for t in trades:
+        producer.send(encode_emit(Emit(TRADES, t), ()))
+        producer.flush()
+        time.sleep(0.003)  # a paced stream, not a wait
+
+
 def _expected(events: list[Event]) -> list[Row]:
     handler = ExecutionHandler(EventIds(SimClock(1), seed=1), PaperExchange(PaperConfig()))
     topics = {QuoteTick: QUOTES, OrderRequest: ORDERS, TradeTick: TRADES}
@@ -140,18 +156,23 @@ def test_execution_when_killed_while_fills_arrive_then_ledger_equals_uninterrupt
             producer.flush()
             time.sleep(0.005)
         wait_snapshot(procs, cache, namespace, "execution")
-        for t in trades[half : half + 60]:  # fills keep arriving while it dies
-            producer.send(encode_emit(Emit(TRADES, t), ()))
-            producer.flush()
-            time.sleep(0.003)
-        procs.procs["execution"].kill()  # SIGKILL: no flush, no final commit
-        procs.procs["execution"].wait(10)
+        # Fills keep arriving while it dies, killed where records came after its snapshot.
+        moving = threading.Thread(target=_publish, args=(producer, trades[half : half + 60]))
+        moving.start()
+        try:
+            wait_consumed(procs, "execution", TRADES, half + 5)
+            pending = kill_with_replay_pending(
+                procs, "execution", cache, kafka_bootstrap, names, namespace
+            )
+        finally:
+            moving.join(60)
         for t in trades[half + 60 :]:
             producer.send(encode_emit(Emit(TRADES, t), ()))
         producer.flush()
         procs.start("execution")
         got = collect(kafka_bootstrap, names, EXECUTIONS, b"execution", _row, len(expected))
         restarted_log = procs.log("execution")
+        replays = replayed(procs, "execution")
     finally:
         procs.stop()
         producer.close()
@@ -162,4 +183,7 @@ def test_execution_when_killed_while_fills_arrive_then_ledger_equals_uninterrupt
     assert len(acks) == len(set(acks)) == ORDERS_TOTAL, "an order was placed twice or lost"
     assert len(trade_ids) == len(set(trade_ids)), "a fill was counted twice"
     assert got == expected
+    # State from the snapshot, then a replay of the records committed after it, whose reports
+    # (already on executions.v1) were not published again.
     assert '"msg":"state restored"' in restarted_log
+    assert replays >= pending > 0, f"{replays} records replayed, {pending} committed after"

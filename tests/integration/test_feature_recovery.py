@@ -5,6 +5,7 @@ values."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -13,7 +14,14 @@ from typing import Any
 import pytest
 import redis
 
-from tests.integration.recovery import collect, service_env, wait_consumed, wait_snapshot
+from tests.integration.recovery import (
+    collect,
+    kill_with_replay_pending,
+    replayed,
+    service_env,
+    wait_consumed,
+    wait_snapshot,
+)
 from tickpipe.bus.admin import create_topics
 from tickpipe.bus.kafka import KafkaBus
 from tickpipe.bus.memory import MemoryBus
@@ -27,6 +35,7 @@ from tickpipe.runner import encode_emit
 from tickpipe.service import Emit, Rejected, ServiceContext
 from tickpipe.settings import PlatformSettings
 from tickpipe.topics import FEATURES, QUOTES, TRADES, TopicNames
+from tickpipe_feature.app import SERVICE as FEATURE
 from tickpipe_feature.app import build as build_feature
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -95,7 +104,8 @@ def _expected(quotes: list[QuoteTick], trades: list[TradeTick]) -> list[Vector]:
             MemoryCache(),
             clock,
             EventIds(clock),
-        )
+        ),
+        FEATURE.settings_from_env(),  # as the process
     )
     for q in quotes:
         handler.handle(q, QUOTES, clock.now_ns())
@@ -150,16 +160,23 @@ def test_feature_when_killed_mid_stream_then_vectors_are_exactly_those_of_an_uni
         half = TRADES_TOTAL // 2
         _stream(producer, trades[:half], pause_s=0.02)
         wait_snapshot(procs, cache, namespace, "feature")
-        # Keep the stream moving while it dies.
-        _stream(producer, trades[half : half + 800], pause_s=0.02)
-        procs.procs["feature"].kill()  # SIGKILL: no flush, no final commit, no goodbye
-        procs.procs["feature"].wait(10)
+        # Keep the stream moving while it dies, killed where records came after its snapshot.
+        moving = threading.Thread(target=_stream, args=(producer, trades[half : half + 800], 0.02))
+        moving.start()
+        try:
+            wait_consumed(procs, "feature", TRADES, half + CHUNK)
+            pending = kill_with_replay_pending(
+                procs, "feature", cache, kafka_bootstrap, names, namespace
+            )
+        finally:
+            moving.join(60)
         for t in trades[half + 800 :]:
             producer.send(encode_emit(Emit(TRADES, t), ()))
         producer.flush()
         procs.start("feature")
         got = collect(kafka_bootstrap, names, FEATURES, b"features", _vector, len(expected))
         restarted_log = procs.log("feature")  # the restarted process's log
+        replays = replayed(procs, "feature")
     finally:
         procs.stop()
         producer.close()
@@ -172,3 +189,4 @@ def test_feature_when_killed_mid_stream_then_vectors_are_exactly_those_of_an_uni
     # The restarted instance rebuilt its state from the snapshot plus a replay of the records
     # after it, whose vectors (already on features.v1) it did not publish again.
     assert '"msg":"state restored"' in restarted_log
+    assert replays >= pending > 0, f"{replays} records replayed, {pending} committed after"

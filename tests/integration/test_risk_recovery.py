@@ -4,6 +4,7 @@ order is produced twice and none is lost — orders.v1 equals an uninterrupted r
 from __future__ import annotations
 
 import random
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -12,7 +13,14 @@ from typing import Any
 import pytest
 import redis
 
-from tests.integration.recovery import collect, service_env, wait_snapshot
+from tests.integration.recovery import (
+    collect,
+    kill_with_replay_pending,
+    replayed,
+    service_env,
+    wait_consumed,
+    wait_snapshot,
+)
 from tickpipe.bus.admin import create_topics
 from tickpipe.bus.kafka import KafkaBus
 from tickpipe.bus.memory import MemoryBus
@@ -25,6 +33,7 @@ from tickpipe.runner import encode_emit
 from tickpipe.service import Emit, ServiceContext
 from tickpipe.settings import PlatformSettings
 from tickpipe.topics import ORDERS, SIGNALS, TopicNames
+from tickpipe_risk.app import SERVICE as RISK
 from tickpipe_risk.app import build as build_risk
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -84,7 +93,8 @@ def _expected(signals: list[Signal], monkeypatch: pytest.MonkeyPatch) -> list[tu
             MemoryCache(),
             clock,
             EventIds(clock),
-        )
+        ),
+        RISK.settings_from_env(),  # as the process: ENV over the defaults
     )
     out: list[Event] = []
     for s in signals:
@@ -92,6 +102,13 @@ def _expected(signals: list[Signal], monkeypatch: pytest.MonkeyPatch) -> list[tu
     return [
         (o.client_order_id, o.side, str(o.quantity)) for o in out if isinstance(o, OrderRequest)
     ]
+
+
+def _publish(producer: Any, signals: list[Signal]) -> None:
+    for s in signals:
+        producer.send(encode_emit(Emit(SIGNALS, s), ()))
+        producer.flush()
+        time.sleep(0.01)  # a paced stream, not a wait
 
 
 def _order_row(o: dict[str, Any]) -> tuple[str, str, str]:
@@ -121,18 +138,23 @@ def test_risk_when_killed_mid_stream_then_orders_are_exactly_those_of_an_uninter
             producer.flush()
             time.sleep(0.02)
         wait_snapshot(procs, cache, namespace, "risk")
-        for s in signals[half : half + 40]:  # keep the stream moving while it dies
-            producer.send(encode_emit(Emit(SIGNALS, s), ()))
-            producer.flush()
-            time.sleep(0.01)
-        procs.procs["risk"].kill()  # SIGKILL: no flush, no final commit, no goodbye
-        procs.procs["risk"].wait(10)
+        # Keep the stream moving while it dies, killed where records came after its snapshot.
+        moving = threading.Thread(target=_publish, args=(producer, signals[half : half + 40]))
+        moving.start()
+        try:
+            wait_consumed(procs, "risk", SIGNALS, half + 5)
+            pending = kill_with_replay_pending(
+                procs, "risk", cache, kafka_bootstrap, names, namespace
+            )
+        finally:
+            moving.join(60)
         for s in signals[half + 40 :]:
             producer.send(encode_emit(Emit(SIGNALS, s), ()))
         producer.flush()
         procs.start("risk")
         got = collect(kafka_bootstrap, names, ORDERS, b"order", _order_row, len(expected))
         restarted_log = procs.log("risk")  # the restarted process's log
+        replays = replayed(procs, "risk")
     finally:
         procs.stop()
         producer.close()
@@ -140,5 +162,7 @@ def test_risk_when_killed_mid_stream_then_orders_are_exactly_those_of_an_uninter
 
     assert len(got) == len(set(got)), "an order was produced twice"
     assert got == expected
-    # The restarted instance rebuilt its state from the snapshot (plus a replay).
+    # The restarted instance rebuilt its state from the snapshot plus a replay of the records
+    # committed after it, whose orders (already on orders.v1) it did not publish again.
     assert '"msg":"state restored"' in restarted_log
+    assert replays >= pending > 0, f"{replays} records replayed, {pending} committed after"

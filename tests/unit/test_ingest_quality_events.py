@@ -8,7 +8,6 @@ import dataclasses
 import gzip
 import queue
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -228,7 +227,8 @@ def test_normalizer_without_reporter_publishes_records_only() -> None:
 
 
 class _SilentFeed:
-    """Stands in for the ccxt feed thread: one trade, silence reported stale, one more."""
+    """Stands in for the ccxt feed thread: one trade, then silence until the test has the
+    watchdog report it stale, then one more trade once the test says so."""
 
     def __init__(
         self,
@@ -240,16 +240,18 @@ class _SilentFeed:
     ) -> None:
         self._handoff = handoff
         self._quality = quality
+        self.stale = threading.Event()
+        self.resume = threading.Event()
+        self.resumed = False  # by the test, not by the timeout
         self._stopped = threading.Event()
 
     def run(self) -> None:
         self._handoff.put(_trade("100"))
-        deadline = time.monotonic() + 5
-        while not self._handoff.empty() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.2)  # the iterator published trade 100 and waits on the empty queue
-        self._quality.report(Stale("binance", "BTC/USDT", "trades", 30 * S, T))
-        time.sleep(0.3)  # it drains the degraded event while the feed is silent
+        if self.stale.wait(5):
+            self._quality.report(Stale("binance", "BTC/USDT", "trades", 30 * S, T))
+        # Had the degraded event not been published while silent, the test would wait for it
+        # in vain: the next trade comes anyway after a while, for a failure instead of a hang.
+        self.resumed = self.resume.wait(5)
         self._handoff.put(_trade("101"))
         self._stopped.wait(5)
 
@@ -267,8 +269,16 @@ def test_exchange_source_when_feed_stale_publishes_degraded_while_silent_then_he
     assert normalizer.quality is not None
     source = ExchangeSource(config, normalizer, clock, normalizer.quality, limit=2)
 
-    emits = list(source)
+    records = iter(source)
+    emits = [next(records)]  # trade 100; the feed then stays silent
+    feed = source.feed
+    assert isinstance(feed, _SilentFeed)
+    feed.stale.set()  # the watchdog reports the silence...
+    emits.append(next(records))  # ...and its event is published while no trade comes
+    feed.resume.set()
+    emits += list(records)
 
+    assert feed.resumed, "the degraded event was published only once trades came again"
     assert [e.topic for e in emits] == [TRADES, QUALITY, TRADES, QUALITY]
     d, h = emits[1].event, emits[3].event
     assert isinstance(d, DataQuality) and isinstance(h, DataQuality)
