@@ -3,11 +3,17 @@
 A StreamRunner publishes a batch's outputs and only then commits the batch's input offsets
 (atomically, for transactional links). Bad input and handler failures become dead letters
 with a reason; they are counted and the service moves on.
+
+Any bytes are input: a consumed record that cannot be decoded as an event its topic carries
+(no value, a missing or unreadable `event-type` header, an unknown or misplaced type, bytes
+that are not a valid event) is dead-lettered with the reason (`DecodeError`'s codes), and
+the dead letter always fits on `dlq.v1` (`DeadLetter.of` bounds it). A header that cannot
+be read but is not needed to decode (a non-numeric `tickpipe-origin-ts`) is ignored, not
+passed on, and counted in `tickpipe_bad_headers_total`; the record is processed.
 """
 
 from __future__ import annotations
 
-import base64
 import logging
 import threading
 import time
@@ -20,7 +26,7 @@ from opentelemetry.trace import INVALID_SPAN, NoOpTracer, Span, StatusCode, Trac
 from tickpipe.bus.base import Headers, Link, Offsets, OutRecord, Producer, Record
 from tickpipe.clock import Clock
 from tickpipe.ids import EventIds
-from tickpipe.messages import DeadLetter, DecodeError, Event, decode, encode
+from tickpipe.messages import DeadLetter, DecodeError, Event, decode_record, encode
 from tickpipe.service import (
     BatchHandler,
     Emit,
@@ -45,11 +51,25 @@ SCHEMA_VERSION = "schema-version"
 # ts_init (ns) of the trade at ingest that this record descends from: end-to-end latency.
 ORIGIN_TS = "tickpipe-origin-ts"
 _FORWARDED = ("traceparent", "tracestate", ORIGIN_TS)
+# A forwarded header longer than this is not passed on (traceparent is 55 bytes, tracestate
+# at most 512): outputs and dead letters must never grow past the broker's record limit.
+_FORWARDED_MAX = 1024
+# An origin time is decimal digits of a non-negative nanosecond time (up to 19 of them).
+_ORIGIN_DIGITS = 19
+# Dead letters logged per (source, reason): the first few, then one in this many.
+_LOG_FIRST, _LOG_EVERY = 10, 1000
 
 
 def forwarded_headers(record: Record) -> Headers:
-    """Trace context and origin time passed on unchanged (when no spans are recorded)."""
-    return tuple((k, v) for k, v in record.headers if k in _FORWARDED)
+    """Trace context and origin time passed on unchanged (when no spans are recorded); a
+    header too long to pass on, or an origin time that is not a number, is left behind."""
+    return tuple(
+        (k, v)
+        for k, v in record.headers
+        if k in _FORWARDED
+        and len(v) <= _FORWARDED_MAX
+        and (k != ORIGIN_TS or (v.isdigit() and len(v) <= _ORIGIN_DIGITS))
+    )
 
 
 def encode_emit(emit: Emit, headers: Headers) -> OutRecord:
@@ -137,6 +157,7 @@ class StreamRunner:
         # Without an exporter, spans would be thrown away: skip them, forward the context.
         self._tracing = not isinstance(tracer, NoOpTracer)
         self._replayed = metrics.REPLAYED.labels(service)
+        self._bad_seen: dict[tuple[str, str], int] = {}
         self._last_lag = 0.0
         self._restore()
 
@@ -235,7 +256,7 @@ class StreamRunner:
         )
         if isinstance(outcome, Exception):
             return [self._failed(record, span, event, outcome)]
-        return self._encode(record, span, outcome)
+        return self._encode(record, span, event, outcome)
 
     def _process_batch(self, handler: BatchHandler, records: list[Record]) -> list[list[OutRecord]]:
         """One handler call for the whole batch (e.g. one model run), results per record."""
@@ -269,24 +290,50 @@ class StreamRunner:
             if isinstance(outcome, Exception):
                 results[i] = [self._failed(record, span, event, outcome)]
             else:
-                results[i] = self._encode(record, span, outcome)
+                results[i] = self._encode(record, span, event, outcome)
         for span in spans:
             span.end()
         return results
 
     def _decode(self, record: Record, span: Span) -> Event | OutRecord:
-        event_type = record.header(EVENT_TYPE)
+        """The record's event, or its dead letter: decoding takes any bytes."""
         try:
-            return decode(record.value, None if event_type is None else event_type.decode())
+            return decode_record(record.value, record.header(EVENT_TYPE), record.topic)
         except DecodeError as exc:
             return self._dead_letter(record, exc.reason, exc.detail, span)
 
     def _observe_origin(self, record: Record, now: int) -> None:
         origin = record.header(ORIGIN_TS)
-        if origin is not None:
+        if origin is None:
+            return
+        if origin.isdigit() and len(origin) <= _ORIGIN_DIGITS:
             self._labels.get(metrics.END_TO_END_SECONDS, record.topic).observe(
                 max(0, now - int(origin)) / 1e9
             )
+        else:
+            self._bad_header(record, ORIGIN_TS, origin)
+
+    def _bad_header(self, record: Record, name: str, value: bytes) -> None:
+        """A header that cannot be read is ignored (and not forwarded); the record is fine."""
+        metrics.child(metrics.BAD_HEADERS, self.service, record.topic, name).inc()
+        if n := self._log_due(record.topic, f"header {name}"):
+            log.warning(
+                "bad header ignored",
+                extra={
+                    "header": name,
+                    "value": repr(value[:64]),
+                    "source": record.topic,
+                    "offset": record.offset,
+                    "count": n,
+                },
+            )
+
+    def _log_due(self, source: str, what: str) -> int:
+        """How many of this kind of bad input `source` has had, when that is one to log (the
+        first few, then one in `_LOG_EVERY`), else 0: a flood of bad input is counted in full
+        by the metrics and does not flood the log."""
+        n = self._bad_seen[(source, what)] = self._bad_seen.get((source, what), 0) + 1
+        return n if n <= _LOG_FIRST or n % _LOG_EVERY == 0 else 0
 
     def _failed(self, record: Record, span: Span, event: Event, exc: Exception) -> OutRecord:
         if not isinstance(exc, Rejected):
@@ -295,17 +342,22 @@ class StreamRunner:
         reason, detail = failure(exc)
         return self._dead_letter(record, reason, detail, span, event)
 
-    def _encode(self, record: Record, span: Span, emits: Sequence[Emit]) -> list[OutRecord]:
+    def _encode(
+        self, record: Record, span: Span, event: Event, emits: Sequence[Emit]
+    ) -> list[OutRecord]:
         if not emits:
             return []
         if self._tracing:
             headers = inject(trace.set_span_in_context(span))
             origin = record.header(ORIGIN_TS)
-            if origin is not None:
+            if origin is not None and origin.isdigit() and len(origin) <= _ORIGIN_DIGITS:
                 headers = (*headers, (ORIGIN_TS, origin))
         else:
             headers = forwarded_headers(record)
-        return [encode_emit(e, headers) for e in emits]
+        try:
+            return [encode_emit(e, headers) for e in emits]
+        except Exception as exc:  # an output that cannot be encoded: the input's dead letter
+            return [self._failed(record, span, event, exc)]
 
     def _dead_letter(
         self,
@@ -316,21 +368,24 @@ class StreamRunner:
         event: Event | None = None,
     ) -> OutRecord:
         span.set_status(StatusCode.ERROR, reason)
-        metrics.DEAD_LETTERS.labels(self.service, record.topic, reason).inc()
-        log.warning(
-            "dead letter",
-            extra={
-                "reason": reason,
-                "detail": detail[:500],
-                "source": record.topic,
-                "offset": record.offset,
-            },
-        )
-        now = self._clock.now_ns()
-        letter = DeadLetter(
+        # A replayed record's dead letter was published before the restart (step drops its
+        # outputs): counted then, not again.
+        if not record.replay:
+            metrics.child(metrics.DEAD_LETTERS, self.service, record.topic, reason).inc()
+            if n := self._log_due(record.topic, reason):
+                log.warning(
+                    "dead letter",
+                    extra={
+                        "reason": reason,
+                        "detail": detail[:500],
+                        "source": record.topic,
+                        "offset": record.offset,
+                        "count": n,
+                    },
+                )
+        letter = DeadLetter.of(
             event_id=self._ids.new(),
-            ts_event=now,
-            ts_init=now,
+            ts_ns=self._clock.now_ns(),
             causation_id=None if event is None else event.event_id,
             service=self.service,
             source=record.topic,
@@ -338,8 +393,8 @@ class StreamRunner:
             detail=detail,
             partition=record.partition,
             offset=record.offset,
-            key=None if record.key is None else record.key.decode("utf-8", "replace"),
-            payload_b64=base64.b64encode(record.value).decode(),
+            key=record.key,
+            value=record.value,
         )
         if self._tracing:
             headers = inject(trace.set_span_in_context(span))

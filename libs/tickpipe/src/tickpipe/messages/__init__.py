@@ -1,7 +1,14 @@
 """Event models: the single source of truth for every message on the bus."""
 
 from tickpipe.messages.base import Event
-from tickpipe.messages.codec import EVENT_TYPES, DecodeError, decode, encode
+from tickpipe.messages.codec import (
+    EVENT_TYPES,
+    TOPIC_EVENT_TYPES,
+    DecodeError,
+    decode,
+    decode_record,
+    encode,
+)
 from tickpipe.messages.control import ControlAction, ControlCommand
 from tickpipe.messages.deadletter import DeadLetter
 from tickpipe.messages.executions import ExecutionReport, Liquidity, OrderStatus
@@ -14,6 +21,7 @@ from tickpipe.messages.signals import Signal
 
 __all__ = [
     "EVENT_TYPES",
+    "TOPIC_EVENT_TYPES",
     "ControlAction",
     "ControlCommand",
     "DataQuality",
@@ -35,5 +43,6 @@ __all__ = [
     "Signal",
     "TradeTick",
     "decode",
+    "decode_record",
     "encode",
 ]
