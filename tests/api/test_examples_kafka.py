@@ -24,6 +24,7 @@ from confluent_kafka import Consumer, Message, Producer
 from tests.api.conftest import KEY, token
 from tests.api.factories import report, signal
 from tests.api.testclient import TestClient
+from tests.polling import wait_until
 from tickpipe.bus.admin import create_topics, delete_topics
 from tickpipe.bus.base import OutRecord
 from tickpipe.bus.kafka import KafkaBus
@@ -202,7 +203,8 @@ def test_tail_when_from_time_given_backfills_after_it_then_follows_live(
     got: list[Signal] = []
 
     def run(stop: threading.Event) -> None:
-        for s in tail_signals(kafka_bootstrap, names, from_ms, stop, symbol="binance:BTC/USDT"):
+        bus = KafkaBus(kafka_bootstrap, names)
+        for s in tail_signals(bus, from_ms, stop, symbol="binance:BTC/USDT"):
             got.append(s)
 
     background(run)
@@ -259,17 +261,18 @@ def test_feed_consumer_when_transaction_aborted_shows_only_committed_fills(
 ) -> None:
     feed = LiveFeed(10)
     bus = KafkaBus(kafka_bootstrap, names, consumer_overrides=CONSUMER_OVERRIDES)
+    group = f"{uuid.uuid4().hex}.api"
     consumer = FeedConsumer(
-        bus.link(group=f"{uuid.uuid4().hex}.api", topics=TOPICS, client_id="api"), feed
+        lambda: bus.link(group=group, topics=TOPICS, client_id="api"), feed
     ).start()
     try:
         _wait(consumer.ready)
-        time.sleep(1.0)  # "latest" is resolved when the fetch starts: let it settle
         producer = Producer(
             {"bootstrap.servers": kafka_bootstrap, "transactional.id": uuid.uuid4().hex}
         )
         producer.init_transactions(30)
-        for commit, coid in ((False, "aborted"), (True, "committed")):
+
+        def fill(coid: str, commit: bool) -> None:
             producer.begin_transaction()
             rec = encode_emit(
                 Emit(EXECUTIONS, report(coid, OrderStatus.FILLED, last_qty="0.01")), ()
@@ -277,10 +280,37 @@ def test_feed_consumer_when_transaction_aborted_shows_only_committed_fills(
             producer.produce(
                 names.physical(EXECUTIONS), rec.value, rec.key, headers=list(rec.headers)
             )
+            # Written before the transaction ends: an abort purges what is still queued, and
+            # an aborted record that never reached the log would test nothing.
+            assert producer.flush(30) == 0
             (producer.commit_transaction if commit else producer.abort_transaction)(30)
-        _wait(lambda: len(feed.fills()) >= 1)
-        time.sleep(0.5)
-        assert [f.client_order_id for f in feed.fills()] == ["committed"]
+
+        # "latest" is resolved when the first fetch starts, a while after the assignment: a
+        # record published before then is skipped. Committed probes (same producer, same key:
+        # the fills' partition) until one shows; whatever is published after it is read.
+        probes: list[str] = []
+
+        def reading() -> bool:
+            if any(f.client_order_id in probes for f in feed.fills()):
+                return True
+            probes.append(f"probe-{len(probes)}")
+            fill(probes[-1], commit=True)
+            return False
+
+        wait_until(
+            reading, lambda: f"none of {len(probes)} committed probes reached the feed", 60, 0.2
+        )
+        for commit, coid in ((False, "aborted"), (True, "committed")):
+            fill(coid, commit)
+        wait_until(
+            lambda: any(f.client_order_id == "committed" for f in feed.fills()),
+            lambda: f"the committed fill; the feed has {[f.client_order_id for f in feed.fills()]}",
+            60,
+        )
+        # One partition, read in order: the aborted fill came before the committed one, so
+        # had it been delivered it would be in the feed by now.
+        fills = [f.client_order_id for f in feed.fills() if f.client_order_id not in probes]
+        assert fills == ["committed"]
     finally:
         consumer.stop()
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
 
 import orjson
 import pytest
 
 from tests.unit import factories as f
+from tickpipe.bus.memory import MemoryBus
 from tickpipe.cache.memory import MemoryCache
 from tickpipe.clock import SimClock
 from tickpipe.embedded import simulated_context
@@ -21,6 +23,8 @@ from tickpipe.messages import (
     OrderStatus,
     RiskDecision,
 )
+from tickpipe.runner import encode_emit
+from tickpipe.service import Emit
 from tickpipe.topics import CONTROL, EXECUTIONS, ORDERS, RISK_DECISIONS, SIGNALS
 from tickpipe_risk.domain.checks import Limits
 from tickpipe_risk.domain.market import MarketRules, load_binance_exchange_info
@@ -208,18 +212,23 @@ MID = D("60000.01")  # (60000.00 + 60000.02) / 2
 EXPECTED_QTY = (D(5_000) / MID).quantize(D("0.00001"), rounding=ROUND_DOWN)
 
 
-def _handler(cache: MemoryCache | None = None) -> tuple[RiskHandler, MemoryCache]:
+def _handler(
+    cache: MemoryCache | None = None, bus: MemoryBus | None = None
+) -> tuple[RiskHandler, MemoryCache]:
+    """A started handler: `on_start` rebuilt its state from `bus`'s topics."""
     clock = SimClock(f.T0)
     cache = cache or MemoryCache(clock)
     rules = load_binance_exchange_info(f.EXCHANGE_INFO)
     handler = RiskHandler(EventIds(clock, seed=3), cache, "paper", SIZING, Limits(), rules)
-    handler.on_start(simulated_context())  # as the runner starts it: operator state read back
+    handler.on_start(replace(simulated_context(), bus=bus or MemoryBus()))
     return handler, cache
 
 
-def _quoted(cache: MemoryCache | None = None) -> tuple[RiskHandler, MemoryCache]:
+def _quoted(
+    cache: MemoryCache | None = None, bus: MemoryBus | None = None
+) -> tuple[RiskHandler, MemoryCache]:
     """A handler that has seen the touch `f.quote()` makes, through a flat signal."""
-    handler, cache = _handler(cache)
+    handler, cache = _handler(cache, bus)
     flat = f.signal(event_id="01FLAT", direction=0, score=0.0)
     assert handler.handle(flat, SIGNALS, f.T0) == ()
     return handler, cache
@@ -300,10 +309,13 @@ def test_risk_handler_when_signal_flat_emits_nothing() -> None:
     assert handler.handle(f.signal(direction=0, score=0.0), SIGNALS, f.T0 + S) == ()
 
 
-def test_risk_handler_when_kill_switch_on_rejects_and_persists_flag() -> None:
-    handler, cache = _quoted()
+def test_risk_handler_when_kill_switch_on_rejects_and_survives_an_empty_cache() -> None:
+    bus = MemoryBus()
+    handler, cache = _quoted(bus=bus)
+    command = f.control(ControlAction.KILL_SWITCH_ON)
+    bus.producer("api").send(encode_emit(Emit(CONTROL, command), ()))  # on control.v1
 
-    (cancel,) = handler.handle(f.control(ControlAction.KILL_SWITCH_ON), CONTROL, f.T0)
+    (cancel,) = handler.handle(command, CONTROL, f.T0)
     emits = handler.handle(f.signal(), SIGNALS, f.T0 + S)
 
     assert cancel.topic == CONTROL
@@ -314,8 +326,8 @@ def test_risk_handler_when_kill_switch_on_rejects_and_persists_flag() -> None:
     decision = emits[0].event
     assert isinstance(decision, RiskDecision)
     assert (decision.approved, decision.reasons) == (False, ["kill_switch"])
-    assert cache.get(kill_switch_key("paper")) == b"1"
-    restarted, _ = _quoted(cache)
+    assert cache.get(kill_switch_key("paper")) == b"1"  # written for operators
+    restarted, _ = _quoted(bus=bus)  # a new, empty cache: rebuilt from control.v1
     assert restarted.kill_switch is True
     (after_restart,) = restarted.handle(f.signal(), SIGNALS, f.T0 + S)
     assert isinstance(after_restart.event, RiskDecision)
@@ -329,7 +341,6 @@ def test_risk_handler_when_kill_switch_off_approves_again() -> None:
     handler.handle(f.control(ControlAction.KILL_SWITCH_OFF), CONTROL, f.T0)
 
     assert cache.get(kill_switch_key("paper")) == b"0"
-    assert _quoted(cache)[0].kill_switch is False
     assert [e.topic for e in handler.handle(f.signal(), SIGNALS, f.T0 + S)] == [
         RISK_DECISIONS,
         ORDERS,

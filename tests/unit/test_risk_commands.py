@@ -3,6 +3,7 @@ data-quality halts, the repeated-execution throttle, limit orders and the collar
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -48,8 +49,12 @@ ETH_TOUCH = {"bid": 3_000.0, "ask": 3_000.5, "price": 3_000.0}
 
 
 def _handler(
-    cache: MemoryCache | None = None, limits: Limits | None = None, **kw: Any
+    bus: MemoryBus | None = None,
+    limits: Limits | None = None,
+    cache: MemoryCache | None = None,
+    **kw: Any,
 ) -> RiskHandler:
+    """A started handler: `on_start` rebuilt its state from `bus`'s topics."""
     handler = RiskHandler(
         EventIds(SimClock(f.T0), seed=5),
         cache if cache is not None else MemoryCache(),
@@ -59,7 +64,7 @@ def _handler(
         {},
         **kw,
     )
-    handler.on_start(simulated_context())  # as the runner starts it: operator state read back
+    handler.on_start(replace(simulated_context(), bus=bus or MemoryBus()))
     # The touches `f.quote()` and an ETH quote make, through flat signals.
     handler.handle(f.signal(event_id="01FLAT1", direction=0, score=0.0), SIGNALS, f.T0)
     eth = f.signal(event_id="01FLAT2", symbol="ETH/USDT", direction=0, score=0.0, **ETH_TOUCH)
@@ -76,6 +81,12 @@ def _decide(handler: RiskHandler, n: int = 1, at: int = f.T0, **kw: Any) -> Risk
 
 def _control(action: ControlAction, **kw: Any) -> ControlCommand:
     return f.control(action, **kw)
+
+
+def _send(handler: RiskHandler, bus: MemoryBus, event: Any, topic: str) -> Sequence[Emit]:
+    """As over Kafka: the record is on its topic, and the handler has processed it."""
+    bus.producer("test").send(encode_emit(Emit(topic, event), ()))
+    return handler.handle(event, topic, f.T0)
 
 
 # -- kill switch ----------------------------------------------------------------------------
@@ -161,14 +172,14 @@ def test_kill_switch_when_aimed_at_another_account_is_ignored() -> None:
 
 
 def test_pause_symbol_when_paused_rejects_that_symbol_only_until_resumed() -> None:
-    cache = MemoryCache()
-    handler = _handler(cache)
+    bus = MemoryBus()
+    handler = _handler(bus)
 
-    handler.handle(_control(ControlAction.PAUSE_SYMBOL, target=f.KEY), CONTROL, f.T0)
+    _send(handler, bus, _control(ControlAction.PAUSE_SYMBOL, target=f.KEY), CONTROL)
 
     assert _decide(handler).reasons == ["symbol_paused"]
     assert _decide(handler, 2, symbol="ETH/USDT").approved
-    assert _decide(_handler(cache), 3).reasons == ["symbol_paused"]  # kept in the cache
+    assert _decide(_handler(bus), 3).reasons == ["symbol_paused"]  # rebuilt from control.v1
     handler.handle(_control(ControlAction.RESUME_SYMBOL, target=f.KEY), CONTROL, f.T0)
     assert _decide(handler, 4).approved
 
@@ -206,18 +217,19 @@ def test_set_limit_when_for_one_strategy_other_strategies_keep_defaults() -> Non
     assert _decide(handler, 2, strategy_id="other").approved
 
 
-def test_set_limit_when_restarted_keeps_the_new_limit_from_cache_and_snapshot() -> None:
-    cache = MemoryCache()
-    handler = _handler(cache)
-    _set(handler, "max_open_notional", "100")
+def test_set_limit_when_restarted_keeps_the_new_limit_from_topics_and_snapshot() -> None:
+    bus, cache = MemoryBus(), MemoryCache()
+    handler = _handler(bus, cache=cache)
+    command = _control(ControlAction.SET_LIMIT, args={"name": "max_open_notional", "value": "100"})
+    assert _send(handler, bus, command, CONTROL) == ()
 
-    from_cache = _handler(cache)
+    from_topics = _handler(bus)  # an empty cache: control.v1 knows
     from_snapshot = _handler()
     from_snapshot.restore(handler.snapshot())
 
-    assert _decide(from_cache).reasons == ["max_open_notional"]
+    assert _decide(from_topics).reasons == ["max_open_notional"]
     assert _decide(from_snapshot).reasons == ["max_open_notional"]
-    assert cache.get(controls_key("paper")) is not None
+    assert cache.get(controls_key("paper")) is not None  # written for operators
 
 
 def test_set_limit_when_order_size_limit_lowered_slices_orders_to_it() -> None:
@@ -347,15 +359,16 @@ def _fill(n: int, strategy: str = "baseline", account: str = "paper") -> Any:
 
 
 def test_fill_throttle_when_fills_burst_disables_strategy_until_resumed() -> None:
-    cache = MemoryCache()
+    bus = MemoryBus()
     limits = Limits(guards=replace(Guards(), fill_throttle_count=3))
-    handler = _handler(cache, limits)
+    handler = _handler(bus, limits)
     for n in range(3):
-        handler.handle(_fill(n), EXECUTIONS, f.T0)
+        _send(handler, bus, _fill(n), EXECUTIONS)
 
     assert _decide(handler).reasons == ["fill_throttle"]
     assert _decide(handler, 2, strategy_id="other").approved
-    assert _decide(_handler(cache, limits), 3).reasons == ["fill_throttle"]  # cached
+    # Rebuilt from executions.v1: the same fills trip the throttle again.
+    assert _decide(_handler(bus, limits), 3).reasons == ["fill_throttle"]
     resume = _control(ControlAction.RESUME_SYMBOL, target=f.KEY, args={"strategy": "baseline"})
     handler.handle(resume, CONTROL, f.T0)
     assert _decide(handler, 4).approved
@@ -442,7 +455,7 @@ def test_decisions_when_rejected_for_several_reasons_counts_each_reason() -> Non
 
 def test_kill_switch_when_set_writes_flag_for_operators() -> None:
     cache = MemoryCache()
-    handler = _handler(cache)
+    handler = _handler(cache=cache)
 
     handler.handle(_control(ControlAction.KILL_SWITCH_ON), CONTROL, f.T0)
     assert cache.get(kill_switch_key("paper")) == b"1"

@@ -12,7 +12,7 @@ from typing import Any, cast
 from opentelemetry.trace import Tracer
 from prometheus_client import Gauge
 
-from tickpipe.bus.base import Bus
+from tickpipe.bus.base import Bus, BusError
 from tickpipe.cache.base import Cache
 from tickpipe.cache.memory import MemoryCache
 from tickpipe.clock import Clock, LiveClock
@@ -65,11 +65,18 @@ def pipeline_order() -> tuple[str, ...]:
     return tuple(load_specs())
 
 
-def make_bus(settings: PlatformSettings) -> Bus:
+def make_bus(settings: PlatformSettings, stop: threading.Event | None = None) -> Bus:
+    """The bus; its blocking calls end (BusError) once `stop` is set."""
     if settings.bus == "kafka":
-        from tickpipe.bus.kafka import KafkaBus
+        from tickpipe.bus.kafka import KafkaBus, KafkaTimeouts
 
-        return KafkaBus(settings.kafka_bootstrap, TopicNames(settings.topic_namespace))
+        timeouts = KafkaTimeouts(
+            delivery_s=settings.kafka_delivery_timeout_s,
+            transaction_s=settings.kafka_transaction_timeout_s,
+            init_s=settings.kafka_init_timeout_s,
+        )
+        names = TopicNames(settings.topic_namespace)
+        return KafkaBus(settings.kafka_bootstrap, names, stop=stop, timeouts=timeouts)
     from tickpipe.bus.memory import MemoryBus
 
     return MemoryBus()
@@ -78,8 +85,10 @@ def make_bus(settings: PlatformSettings) -> Bus:
 def make_cache(settings: PlatformSettings, clock: Clock) -> Cache:
     if settings.redis_url:
         from tickpipe.cache.redis import RedisCache
+        from tickpipe.cache.resilient import ResilientCache
 
-        return RedisCache(settings.redis_url, namespace=settings.topic_namespace or "tickpipe")
+        redis = RedisCache(settings.redis_url, namespace=settings.topic_namespace or "tickpipe")
+        return ResilientCache(redis, probe=redis.ping)
     return MemoryCache(clock)
 
 
@@ -135,41 +144,59 @@ def run_service(
         signal.signal(signal.SIGINT, _on_signal)
 
     clock = LiveClock()
-    ctx = ServiceContext(
-        settings, make_bus(settings), make_cache(settings, clock), clock, EventIds(clock), stop
-    )
+    bus, cache = make_bus(settings, stop), make_cache(settings, clock)
+    ctx = ServiceContext(settings, bus, cache, clock, EventIds(clock), stop)
     tracer = make_tracer(name)
     built = spec.build(ctx, service_settings)
     port = settings.http_port if settings.http_port is not None else spec.default_http_port
     ready = metrics.READY.labels(name)
     try:
-        if spec.is_source:
-            return _run_source(name, cast(Source, built), ctx, tracer, port, ready, stop)
-        runner = make_stream_runner(spec, cast(Handler, built), ctx, tracer)
-        server = HealthServer(settings.http_host, port, runner.ready).start() if port else None
-        try:
-            runner.start(ctx)
-            log.info(
-                "started",
-                extra={
-                    "group": settings.group(name),
-                    "inputs": spec.inputs,
-                    "http_port": server.port if server else None,
-                },
-            )
-            timeout = settings.poll_timeout_ms / 1000
-            while not stop.is_set():
-                runner.step(timeout)
-                ready.set(1 if runner.ready() else 0)
-                runner.report_lag()
-        finally:
-            runner.close()
-            if server:
-                server.stop()
-        return 0
+        return _serve(spec, built, ctx, tracer, port, ready)
+    except BusError as exc:
+        # Crash-only: nothing of the failed batch was committed; a restart resumes there.
+        if stop.is_set():
+            log.info("stopped", extra={"detail": str(exc)})
+            return 0
+        log.error("bus failure: exiting to restart", extra={"error": str(exc)})
+        return 1
     finally:
         shutdown_tracing()
         ctx.cache.close()
+
+
+def _serve(
+    spec: AnySpec,
+    built: Handler | Source,
+    ctx: ServiceContext,
+    tracer: Tracer,
+    port: int | None,
+    ready: Gauge,
+) -> int:
+    name, settings, stop = spec.name, ctx.platform, ctx.stop
+    if spec.is_source:
+        return _run_source(name, cast(Source, built), ctx, tracer, port, ready, stop)
+    runner = make_stream_runner(spec, cast(Handler, built), ctx, tracer)
+    server = HealthServer(settings.http_host, port, runner.ready).start() if port else None
+    try:
+        runner.start(ctx)
+        log.info(
+            "started",
+            extra={
+                "group": settings.group(name),
+                "inputs": spec.inputs,
+                "http_port": server.port if server else None,
+            },
+        )
+        timeout = settings.poll_timeout_ms / 1000
+        while not stop.is_set():
+            runner.step(timeout)
+            ready.set(1 if runner.ready() else 0)
+            runner.report_lag()
+    finally:
+        runner.close()
+        if server:
+            server.stop()
+    return 0
 
 
 def _run_source(

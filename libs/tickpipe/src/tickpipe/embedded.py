@@ -60,11 +60,13 @@ class EmbeddedPipeline:
         self.ids = ctx.ids
         self._sources: list[tuple[Source, SourceRunner]] = []
         self.runners: list[StreamRunner] = []
+        self.handlers: dict[str, Handler] = {}  # by service, for inspection
         given = service_settings or {}
         for spec in specs:
             tracer = tracer_factory(spec.name)
             built = spec.make(ctx, given.get(spec.name))
             if not spec.is_source:
+                self.handlers[spec.name] = cast(Handler, built)
                 stream = make_stream_runner(spec, cast(Handler, built), ctx, tracer)
                 stream.start(ctx)
                 self.runners.append(stream)

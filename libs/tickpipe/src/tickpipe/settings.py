@@ -35,6 +35,18 @@ class PlatformSettings(BaseSettings):
     batch_linger_ms: int = Field(
         default=0, ge=0, description="After the first record, wait this long to fill a batch."
     )
+    kafka_delivery_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest wait for produced records to be acknowledged while the broker is "
+        "away (librdkafka retries meanwhile); then the service stops uncommitted and restarts.",
+    )
+    kafka_transaction_timeout_s: float = Field(
+        default=60.0, gt=0, description="Longest wait to commit a transaction (and its timeout)."
+    )
+    kafka_init_timeout_s: float = Field(
+        default=120.0, gt=0, description="Longest wait to fence a previous instance at start."
+    )
 
     def group(self, service: str) -> str:
         return f"{self.topic_namespace}.{service}" if self.topic_namespace else service

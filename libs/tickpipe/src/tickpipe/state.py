@@ -7,12 +7,15 @@ written right after a commit, so its offsets never run ahead of what was publish
 from __future__ import annotations
 
 import base64
+import logging
 from dataclasses import dataclass
 
 import orjson
 
 from tickpipe.bus.base import Offsets
-from tickpipe.cache.base import Cache
+from tickpipe.cache.base import Cache, CacheUnavailable
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,12 @@ class SnapshotStore:
         self._key = key
 
     def load(self) -> Snapshot | None:
-        raw = self._cache.get(self._key)
+        try:
+            raw = self._cache.get(self._key)
+        except CacheUnavailable:
+            # No snapshot to be had: the service rebuilds from the topics instead.
+            log.warning("snapshot unavailable: the cache is unreachable", extra={"key": self._key})
+            return None
         if raw is None:
             return None
         data = orjson.loads(raw)

@@ -40,7 +40,7 @@ def production_app(platform: PlatformSettings, settings: ApiSettings) -> Iterato
     feed = LiveFeed(settings.fills_buffer)
     feed_bus = KafkaBus(platform.kafka_bootstrap, names, consumer_overrides=CONSUMER_OVERRIDES)
     consumer = FeedConsumer(
-        feed_bus.link(group=group, topics=TOPICS, client_id=f"api-{platform.instance_id}"),
+        lambda: feed_bus.link(group=group, topics=TOPICS, client_id=f"api-{platform.instance_id}"),
         feed,
     ).start()
     publisher = BusControlPublisher(

@@ -26,16 +26,20 @@ if TYPE_CHECKING:  # live imports ccxt: only loaded in live mode
 log = logging.getLogger(__name__)
 
 
+_PAPER = PaperConfig()
+
+
 class ExecutionSettings(BaseSettings):
     """`TICKPIPE_EXECUTION_*`. Credentials are not settings: see `live.credentials`."""
 
     model_config = SettingsConfigDict(env_prefix="TICKPIPE_EXECUTION_", frozen=True, extra="ignore")
 
     mode: Literal["paper", "live"] = "paper"
-    slippage_bps: Decimal = Decimal(1)
-    taker_fee_bps: Decimal = Decimal("7.5")
-    maker_fee_bps: Decimal = Decimal("2.5")
-    latency_ms: Decimal = Decimal(0)
+    # The paper exchange's defaults live in its domain (`PaperConfig`).
+    slippage_bps: Decimal = _PAPER.slippage_bps
+    taker_fee_bps: Decimal = _PAPER.taker_fee_bps
+    maker_fee_bps: Decimal = _PAPER.maker_fee_bps
+    latency_ms: Decimal = Decimal(_PAPER.latency_ns) / 1_000_000
     exchange: str = "binance"
     sandbox: bool = True  # live against the exchange's testnet unless turned off explicitly
     timeout_ms: int = 10_000
@@ -125,9 +129,9 @@ def build(ctx: ServiceContext, s: ExecutionSettings) -> Handler:
     handler = ExecutionHandler(ctx.ids, build_venue(s))
     if s.mode == "paper":
         return handler
-    from tickpipe_execution.live.oms import LedgerBackedHandler, read_ledger
+    from tickpipe_execution.live.oms import LedgerBackedHandler
 
-    return LedgerBackedHandler(handler, lambda stop: read_ledger(ctx.bus, stop), ctx.cache)
+    return LedgerBackedHandler(handler, ctx.cache)
 
 
 SERVICE = ServiceSpec(

@@ -14,11 +14,12 @@ Reports carry the venue's clock (paper: market time) as `ts_event`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import orjson
 
 from tickpipe.arrival import MarketArrival
+from tickpipe.bus.history import events_by_topic
 from tickpipe.ids import EventIds
 from tickpipe.messages import (
     ControlAction,
@@ -32,7 +33,7 @@ from tickpipe.messages import (
 )
 from tickpipe.service import Emit, ServiceContext
 from tickpipe.telemetry.metrics import child
-from tickpipe.topics import EXECUTIONS
+from tickpipe.topics import CONTROL, EXECUTIONS, ORDERS
 from tickpipe_execution.domain.events import (
     Acked,
     Cancelled,
@@ -41,9 +42,10 @@ from tickpipe_execution.domain.events import (
     VenueEvent,
     VenueUnavailable,
 )
+from tickpipe_execution.domain.ledger import LedgerMismatch, replay
 from tickpipe_execution.domain.orders import Order
 from tickpipe_execution.domain.reconcile import ExchangeOrder, reconcile
-from tickpipe_execution.domain.venue import Venue
+from tickpipe_execution.domain.venue import RestingOrder, Venue
 from tickpipe_execution.metrics import ORDERS_BY_STATE
 
 log = logging.getLogger(__name__)
@@ -60,17 +62,61 @@ class ExecutionHandler:
         self._reconciled = False
         self._last_poll_ns = 0
         self._polled_once = False  # polling is paced from the first event's market time
+        self._restored = False
         # Orders created before this instance started may have reached the venue already
         # (placed in a batch whose transaction died with the process): look those up first.
         self._started_ns: int | None = None
         self.arrival = MarketArrival()
 
     def on_start(self, ctx: ServiceContext) -> Sequence[Emit]:
-        """Reconcile with the venue before any order (state restored by then): what
+        """State that matters comes from Kafka, the source of truth: the kill switch from
+        `control.v1` read from the beginning, always; without a restored snapshot, the OMS
+        from the ledger (`executions.v1`) and the orders still open rest at the venue again
+        (`orders.v1` has their terms). Then reconcile with the venue before any order: what
         happened while this service was away is reported first."""
         now_ns = ctx.clock.now_ns()
         self._started_ns = now_ns
+        topics = (CONTROL,) if self._restored else (CONTROL, ORDERS, EXECUTIONS)
+        history = events_by_topic(ctx.bus, topics, "execution-rebuild", ctx.stop)
+        try:
+            self.rebuild(history)
+        except LedgerMismatch as exc:
+            # Not a bad input record: without the ledger nothing may be sent. Exit, restart.
+            raise SystemExit(f"execution: cannot rebuild the OMS from the ledger: {exc}") from None
         return self._try_reconcile(now_ns) or ()
+
+    def rebuild(self, history: Mapping[str, Sequence[Event]]) -> None:
+        for c in history.get(CONTROL, ()):
+            if isinstance(c, ControlCommand) and c.action is ControlAction.KILL_SWITCH_ON:
+                self.kill_switch = True
+            elif isinstance(c, ControlCommand) and c.action is ControlAction.KILL_SWITCH_OFF:
+                self.kill_switch = False
+        if EXECUTIONS not in history:
+            return
+        self.orders = replay(r for r in history[EXECUTIONS] if isinstance(r, ExecutionReport))
+        terms = {
+            o.client_order_id: o for o in history.get(ORDERS, ()) if isinstance(o, OrderRequest)
+        }
+        resting = []
+        for order in self.open_orders():
+            o = terms.get(order.client_order_id)
+            if o is not None:
+                resting.append(
+                    RestingOrder(
+                        o.client_order_id,
+                        o.key,
+                        o.side,
+                        o.order_type,
+                        o.quantity,
+                        o.limit_price,
+                        order.cum_qty,
+                    )
+                )
+        self._exchange.adopt(resting)
+        log.info(
+            "OMS rebuilt from the ledger",
+            extra={"orders": len(self.orders), "open": len(self.open_orders())},
+        )
 
     def handle(self, event: Event, topic: str, now_ns: int) -> Sequence[Emit]:
         if self._started_ns is None:  # never started (a handler driven directly)
@@ -157,6 +203,7 @@ class ExecutionHandler:
         )
 
     def restore(self, data: bytes) -> None:
+        self._restored = True
         state = orjson.loads(data)
         self.orders = {o["c"]: Order.from_json(o) for o in state["orders"]}
         self.kill_switch = bool(state["kill_switch"])

@@ -6,11 +6,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tickpipe.messages import OrderType
-from tickpipe.service import ServiceContext, ServiceSpec
+from tickpipe.service import ServiceContext, ServiceSpec, SnapshotFormat
 from tickpipe.topics import CONTROL, DLQ, EXECUTIONS, ORDERS, QUALITY, RISK_DECISIONS, SIGNALS
 from tickpipe_risk.domain.controls.circuit import BreakerConfig
 from tickpipe_risk.domain.controls.correlation import CorrelationModel, pair
@@ -146,6 +147,14 @@ class RiskSettings(BaseSettings):
         )
 
 
+def snapshot_v1_to_v2(data: bytes) -> bytes:
+    """Version 1 kept no decided signal ids: start with none (a repeat of a signal decided
+    before the upgrade is refused as `duplicate_order` if it was approved)."""
+    state = orjson.loads(data)
+    state.setdefault("signals", [])
+    return orjson.dumps(state)
+
+
 def build(ctx: ServiceContext, s: RiskSettings) -> RiskHandler:
     rules: dict[str, MarketRules] = {}
     if s.exchange_info is not None and s.exchange_info.exists():
@@ -175,6 +184,8 @@ SERVICE = ServiceSpec(
     outputs=(ORDERS, RISK_DECISIONS, CONTROL, DLQ),
     settings=RiskSettings,
     build=build,
+    # 2: the ids of decided signals (so a signal delivered twice is decided once).
+    snapshots=SnapshotFormat(version=2, migrations={1: snapshot_v1_to_v2}),
     transactional=True,
     default_http_port=9104,
 )

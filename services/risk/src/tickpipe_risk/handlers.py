@@ -15,12 +15,14 @@ same decisions.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
 
 import orjson
 
+from tickpipe.bus.history import events_by_topic
 from tickpipe.cache.base import Cache
 from tickpipe.ids import EventIds
 from tickpipe.messages import (
@@ -37,8 +39,8 @@ from tickpipe.messages import (
     Signal,
 )
 from tickpipe.service import Emit, Rejected, ServiceContext
-from tickpipe.telemetry.metrics import ERRORS, child
-from tickpipe.topics import CONTROL, ORDERS, RISK_DECISIONS
+from tickpipe.telemetry.metrics import DUPLICATES, ERRORS, child
+from tickpipe.topics import CONTROL, EXECUTIONS, ORDERS, RISK_DECISIONS, SIGNALS
 from tickpipe_risk.domain.books import Fill
 from tickpipe_risk.domain.checks import Intent
 from tickpipe_risk.domain.controls.circuit import BreakerConfig, State
@@ -47,6 +49,7 @@ from tickpipe_risk.domain.controls.correlation import CorrelationModel
 from tickpipe_risk.domain.engine import RiskEngine
 from tickpipe_risk.domain.limits import Limits, UnknownLimit
 from tickpipe_risk.domain.market import DEFAULT_RULES, MarketRules
+from tickpipe_risk.domain.orders import OpenOrder
 from tickpipe_risk.domain.positions import Position
 from tickpipe_risk.domain.sizing import SizingConfig, order_qty, target_qty, tradable
 from tickpipe_risk.metrics import (
@@ -57,6 +60,7 @@ from tickpipe_risk.metrics import (
     KILL_SWITCH,
     PNL,
     POSITION,
+    REBUILT,
 )
 from tickpipe_risk.store import RiskStore, pnl_dict
 
@@ -98,12 +102,41 @@ class RiskHandler:
         self.market_ns = 0  # the latest signal's or report's ts_event (see the module doc)
 
     def on_start(self, ctx: ServiceContext) -> Sequence[Emit]:
-        """Operator state (kill switch, pauses, limits) survives a restart without a
-        snapshot through the cache; a restored snapshot already holds it."""
-        if not self._restored:
-            self._store.load_controls(self.engine.state)
-            self._halt_gauges()
+        """State that matters is rebuilt from Kafka, the source of truth (the cache may have
+        come back empty): operator state from `control.v1` read from the beginning, always;
+        positions, PnL and open orders from `orders.v1` and `executions.v1` when no snapshot
+        was restored. Records consumed again afterwards change nothing twice (fills are
+        booked once by fill id, commands set state)."""
+        topics = (CONTROL,) if self._restored else (CONTROL, RISK_DECISIONS, ORDERS, EXECUTIONS)
+        history = events_by_topic(ctx.bus, topics, f"risk-rebuild-{self._account}", ctx.stop)
+        self.rebuild(history, ctx.clock.now_ns())
         return ()
+
+    def rebuild(self, history: Mapping[str, Sequence[Event]], now_ns: int) -> None:
+        """Applies the topics' history as the handler would have, publishing nothing."""
+        for c in history.get(CONTROL, ()):
+            if isinstance(c, ControlCommand):
+                with contextlib.suppress(Rejected):  # refused then, refused now
+                    self._on_control(c, now_ns)
+        for d in history.get(RISK_DECISIONS, ()):
+            if isinstance(d, RiskDecision) and d.account == self._account and d.causation_id:
+                self.engine.state.signals.add(d.causation_id)  # decided before: not again
+        for o in history.get(ORDERS, ()):
+            if isinstance(o, OrderRequest) and o.account == self._account:
+                # A signal delivered again (same id, same client order id) stays refused.
+                self.engine.state.duplicates.issued(o.client_order_id)
+                sign = Decimal(1) if o.side == "buy" else Decimal(-1)
+                price = o.limit_price if o.limit_price is not None else o.reference_price
+                self.engine.state.open_orders.add(
+                    o.client_order_id,
+                    OpenOrder(o.strategy_id, o.key, sign * o.quantity, price, o.ts_init),
+                )
+        for r in history.get(EXECUTIONS, ()):
+            if isinstance(r, ExecutionReport):
+                self._on_execution(r, r.ts_init)
+        self._halt_gauges()
+        books = self.engine.state.books.account
+        REBUILT.labels(self._account).set(len(books))
 
     # -- views ----------------------------------------------------------------------------
 
@@ -142,7 +175,16 @@ class RiskHandler:
 
     def _on_signal(self, s: Signal, now_ns: int) -> Sequence[Emit]:
         engine, key = self.engine, s.key
+        if s.event_id in engine.state.signals:
+            # Delivered again (inference is at least once; its ids are derived): decided
+            # once, the first copy wins.
+            DUPLICATES.labels("risk", SIGNALS).inc()
+            return ()
+        engine.state.signals.add(s.event_id)
         self.market_ns = market_ns = max(self.market_ns, s.ts_event)
+        if not self._store.available():
+            # Fail closed: books that cannot be published or snapshotted must not grow.
+            return (self._refused(s, now_ns, ["state_unavailable"]),)
         if s.bid is not None and s.ask is not None:
             # Fresh as of the signal's arrival: a dead quote feed is data quality's to report.
             mid = (Decimal(str(s.bid)) + Decimal(str(s.ask))) / 2
@@ -205,6 +247,24 @@ class RiskHandler:
             market_seq=s.market_seq,
         )
         return (Emit(RISK_DECISIONS, decision), Emit(ORDERS, order))
+
+    def _refused(self, s: Signal, now_ns: int, reasons: list[str]) -> Emit:
+        """A decision refusing `s` before it is sized (no quantity, no order id)."""
+        for reason in reasons:
+            child(DECISIONS, reason, s.strategy_id).inc()
+        decision = RiskDecision(
+            event_id=self._ids.new(),
+            ts_event=s.ts_event,
+            ts_init=now_ns,
+            causation_id=s.event_id,
+            exchange=s.exchange,
+            symbol=s.symbol,
+            strategy_id=s.strategy_id,
+            account=self._account,
+            approved=False,
+            reasons=reasons,
+        )
+        return Emit(RISK_DECISIONS, decision)
 
     def _size(self, s: Signal, key: str, price: Decimal, rules: MarketRules) -> Decimal:
         st = self.engine.state

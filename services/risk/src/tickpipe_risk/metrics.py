@@ -19,3 +19,8 @@ HALTS = Gauge(
 CIRCUIT = Gauge(
     "tickpipe_risk_circuit_state", "Circuit breaker: 0 closed, 1 half-open, 2 open.", ["instrument"]
 )
+REBUILT = Gauge(
+    "tickpipe_risk_rebuilt_positions",
+    "Instruments with a position after the last start-up rebuild from the topics.",
+    ["account"],
+)

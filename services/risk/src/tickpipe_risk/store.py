@@ -1,8 +1,8 @@
-"""What risk keeps in the cache: operator state, read back at start, and the books.
+"""What risk writes to the cache: operator state and the books, for dashboards and the API.
 
-Kafka is the source of truth and the snapshot restores everything; the cache lets operator
-state (kill switch, pauses, disabled strategies, changed limits) survive a restart without a
-snapshot, and shows positions and PnL to dashboards.
+Kafka is the source of truth: at start risk rebuilds operator state from `control.v1` and
+its books from `orders.v1` and `executions.v1` (see `handlers.RiskHandler.on_start`); it
+never reads this state back from the cache.
 """
 
 from __future__ import annotations
@@ -48,16 +48,9 @@ class RiskStore:
         }
         self._cache.set(controls_key(self._account), orjson.dumps(controls))
 
-    def load_controls(self, st: RiskState) -> None:
-        st.halts.kill_switch = self._cache.get(kill_switch_key(self._account)) == b"1"
-        raw = self._cache.get(controls_key(self._account))
-        if raw is None:
-            return
-        saved = orjson.loads(raw)
-        st.halts.paused = set(saved["paused"])
-        st.fill_throttle.disabled = {(s, k) for s, k in saved["disabled"]}
-        for name, value, strategy_id in saved["limit_changes"]:
-            st.set_limit(name, value, strategy_id)
+    def available(self) -> bool:
+        """Whether the cache answers (positions and snapshots can be written)."""
+        return self._cache.available()
 
     def publish_books(self, st: RiskState, key: str, strategy_id: str) -> dict[str, str]:
         """Positions and PnL of the account and of `strategy_id`; returns the account PnL."""

@@ -94,6 +94,10 @@ class Reader(Protocol):
     def poll(self, max_records: int, timeout_s: float) -> list[Record]:
         """Wait up to `timeout_s` for a record; return up to `max_records` records."""
 
+    def at_end(self) -> bool:
+        """True once every partition has been read to its end as of the last poll (the
+        last committed record: what a rebuild from history must read)."""
+
     def close(self) -> None: ...
 
 
@@ -115,6 +119,14 @@ class Bus(Protocol):
 
         Raises BusError when a topic does not exist or a start offset cannot be looked up:
         starting at the end instead would silently skip the history asked for.
+        """
+
+    def tail(self, topics: Sequence[str], *, count: int, client_id: str) -> list[Record]:
+        """The last `count` committed records of each partition of `topics` (fewer where a
+        partition holds fewer), oldest first within a partition: where a producer left off
+        (ingest resuming). Read without a group, committing nothing.
+
+        Raises BusError when a topic does not exist or a partition cannot be read to its end.
         """
 
     def close(self) -> None: ...

@@ -13,8 +13,10 @@ then repeats only records that changed in-memory state, which a restart rebuilds
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import (
@@ -66,16 +68,71 @@ READER_DEFAULTS: dict[str, Any] = {
     # A start offset deleted by retention before the first fetch surfaces as an error
     # instead of a silent jump to the end.
     "auto.offset.reset": "error",
+    # End-of-partition events tell `at_end` where the committed history ends.
+    "enable.partition.eof": True,
     "fetch.wait.max.ms": 50,
     "socket.nagle.disable": True,
 }
 OFFSET_END = -1  # librdkafka's logical offset: the end of the partition
 
 
+@dataclass(frozen=True)
+class KafkaTimeouts:
+    """How long a blocking Kafka call may wait in all. Every wait is sliced (`SLICE_S`) and
+    ends early, with a BusError, once the service's stop event is set: SIGTERM ends a
+    service promptly whatever the broker is doing."""
+
+    delivery_s: float = 60.0  # a produced record's acknowledgement (message.timeout.ms)
+    transaction_s: float = 60.0  # committing a transaction (transaction.timeout.ms)
+    init_s: float = 120.0  # init_transactions: fencing a previous instance
+
+
+SLICE_S = 1.0
+
+
+class _Health:
+    """Whether librdkafka last said it can reach any broker (its `error_cb`)."""
+
+    def __init__(self) -> None:
+        self.brokers_down = False
+
+    def on_error(self, err: KafkaError) -> None:
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            if not self.brokers_down:
+                log.warning("no broker reachable", extra={"error": str(err)})
+            self.brokers_down = True
+        elif err.code() not in (KafkaError._TRANSPORT, KafkaError._RESOLVE):
+            log.warning("kafka client error", extra={"error": str(err)})
+
+    def reached(self) -> None:
+        if self.brokers_down:
+            log.info("broker reachable again")
+        self.brokers_down = False
+
+
+def _stopped(stop: threading.Event | None) -> bool:
+    return stop is not None and stop.is_set()
+
+
 class _KafkaProducer:
-    def __init__(self, conf: dict[str, Any], names: TopicNames) -> None:
+    def __init__(
+        self,
+        conf: dict[str, Any],
+        names: TopicNames,
+        stop: threading.Event | None = None,
+        timeouts: KafkaTimeouts | None = None,
+        health: _Health | None = None,
+    ) -> None:
         self._names = names
         self._errors: list[str] = []
+        self._stop = stop
+        self._timeouts = timeouts or KafkaTimeouts()
+        self._health = health or _Health()
+        conf = {
+            "message.timeout.ms": int(self._timeouts.delivery_s * 1000),
+            "error_cb": self._health.on_error,
+            **conf,
+        }
         self._rd = _RdProducer(conf)
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
@@ -96,15 +153,27 @@ class _KafkaProducer:
                 return
             except BufferError:
                 # Local queue full: serve delivery reports to make room, then retry.
+                if _stopped(self._stop):
+                    raise BusError("stopped while the producer queue was full") from None
                 self._rd.poll(0.05)
 
     def poll(self) -> None:
         self._rd.poll(0)
 
-    def flush(self, timeout_s: float = 30.0) -> None:
-        remaining = self._rd.flush(timeout_s)
-        if remaining:
-            raise BusError(f"{remaining} records not acknowledged within {timeout_s}s")
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Waits for every record's acknowledgement (librdkafka retries while the broker is
+        away), at most `timeout_s` (default: the delivery timeout) and never past stop."""
+        deadline = time.monotonic() + (
+            self._timeouts.delivery_s if timeout_s is None else timeout_s
+        )
+        remaining = self._rd.flush(0)
+        while remaining:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise BusError(f"{remaining} records not acknowledged in time")
+            if _stopped(self._stop):
+                raise BusError(f"stopped with {remaining} records not acknowledged")
+            remaining = self._rd.flush(min(SLICE_S, left))
         if self._errors:
             errors, self._errors = self._errors, []
             raise BusError("delivery failed: " + "; ".join(errors[:5]))
@@ -114,7 +183,9 @@ class _KafkaProducer:
         return self._rd
 
     def close(self) -> None:
-        self._rd.flush(10)
+        # Delivers what is queued if it can within a few seconds; unacknowledged records
+        # were never committed against, so they are produced again after a restart.
+        self._rd.flush(0 if _stopped(self._stop) else 5)
 
 
 class KafkaLink:
@@ -129,21 +200,40 @@ class KafkaLink:
         transactional_id: str | None,
         overrides: dict[str, Any] | None = None,
         commit_interval_s: float = 0.1,
+        stop: threading.Event | None = None,
+        timeouts: KafkaTimeouts | None = None,
     ) -> None:
         self._names = names
+        self._stop = stop
+        self._timeouts = timeouts or KafkaTimeouts()
+        self._health = _Health()
+        # Offsets may be committed only for records whose batch completed: a batch polled
+        # and not completed (or a failed completion) leaves its offsets uncommitted.
+        self._in_batch = False
+        self._failed = False
         self._assigned = False
         self._commit_interval = commit_interval_s
         self._last_commit = time.monotonic()
         common = {"bootstrap.servers": bootstrap, "client.id": client_id}
-        consumer_conf = {**CONSUMER_DEFAULTS, **common, "group.id": group, **(overrides or {})}
+        consumer_conf = {
+            **CONSUMER_DEFAULTS,
+            **common,
+            "group.id": group,
+            "error_cb": self._health.on_error,
+            **(overrides or {}),
+        }
         producer_conf = {**PRODUCER_DEFAULTS, **common}
         if transactional_id is not None:
             producer_conf["transactional.id"] = transactional_id
-        self._producer = _KafkaProducer(producer_conf, names)
+            producer_conf["transaction.timeout.ms"] = int(self._timeouts.transaction_s * 1000)
+        self._producer = _KafkaProducer(producer_conf, names, stop, self._timeouts, self._health)
         self._transactional = transactional_id is not None
+        self._in_transaction = False
         if self._transactional:
             # Fences any zombie instance with the same id and aborts its open transaction.
-            self._producer.raw.init_transactions(60)
+            self._retry(
+                "init_transactions", self._producer.raw.init_transactions, self._timeouts.init_s
+            )
         self._consumer = Consumer(consumer_conf)
         self._consumer.subscribe(
             [names.physical(t) for t in topics],
@@ -153,6 +243,23 @@ class KafkaLink:
         self._next: dict[tuple[str, int], int] = {}
         self._resume: dict[tuple[str, int], int] = {}
         self._replay_until: dict[tuple[str, int], int] = {}
+
+    def _retry(self, what: str, call: Any, total_s: float) -> None:
+        """`call(timeout)` in slices while librdkafka says a retry may succeed (a broker
+        away): until it succeeds, `total_s` runs out, or the service is stopped (one slice
+        is always tried, so a stopping service still makes its last commit if it can)."""
+        deadline = time.monotonic() + total_s
+        while True:
+            try:
+                call(max(0.1, min(SLICE_S, deadline - time.monotonic())))
+                return
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                retriable = isinstance(err, KafkaError) and err.retriable()
+                if _stopped(self._stop):
+                    raise BusError(f"stopped during {what}: {exc}") from exc
+                if not retriable or time.monotonic() >= deadline:
+                    raise BusError(f"{what} failed: {exc}") from exc
 
     def resume_from(self, offsets: Offsets) -> None:
         self._resume = {(self._names.physical(t), p): o for (t, p), o in offsets.items()}
@@ -187,6 +294,7 @@ class KafkaLink:
         first = self._consumer.poll(timeout_s)
         if first is None:
             return []
+        self._in_batch = True  # polled again before completing: the batch grows
         messages = (
             [first, *self._consumer.consume(max_records - 1, linger_s)]
             if max_records > 1
@@ -203,6 +311,8 @@ class KafkaLink:
                 log.warning("consumer error", extra={"error": str(err)})
                 continue
             out.append(self._record(m))
+        if out:
+            self._health.reached()
         return out
 
     def _record(self, m: Message) -> Record:
@@ -230,11 +340,16 @@ class KafkaLink:
         return [TopicPartition(t, p, o) for (t, p), o in self._next.items()]
 
     def complete(self, outputs: Sequence[OutRecord]) -> Offsets | None:
+        if self._failed:
+            raise BusError("complete after a failed batch: restart to resume")
         if outputs or (
             self._next and time.monotonic() - self._last_commit >= self._commit_interval
         ):
-            return self._commit(outputs)
-        return None
+            result: Offsets | None = self._commit(outputs)
+        else:
+            result = None  # deferred: nothing to publish, offsets ride with the next commit
+        self._in_batch = False
+        return result
 
     def _commit(self, outputs: Sequence[OutRecord]) -> Offsets:
         try:
@@ -247,9 +362,12 @@ class KafkaLink:
                     self._producer.flush()
                 if self._next:
                     self._consumer.commit(offsets=self._offsets(), asynchronous=False)
-        except KafkaException as exc:
-            # Crash-only: the process restarts and resumes from the last committed offsets.
+        except (KafkaException, BusError) as exc:
+            # Crash-only: nothing of this batch is committed (a transaction is aborted); the
+            # process restarts and resumes from the last committed offsets.
+            self._failed = True
             raise BusError(f"could not complete batch: {exc}") from exc
+        self._health.reached()
         committed = {(self._names.logical(t), p): o for (t, p), o in self._next.items()}
         self._next.clear()
         self._last_commit = time.monotonic()
@@ -258,16 +376,22 @@ class KafkaLink:
     def _complete_transaction(self, outputs: Sequence[OutRecord]) -> None:
         rd = self._producer.raw
         rd.begin_transaction()
+        self._in_transaction = True
         for rec in outputs:
             self._producer.send(rec)
         if self._next:
-            rd.send_offsets_to_transaction(
-                self._offsets(), self._consumer.consumer_group_metadata(), 30
+            offsets, group = self._offsets(), self._consumer.consumer_group_metadata()
+            self._retry(
+                "send_offsets_to_transaction",
+                lambda t: rd.send_offsets_to_transaction(offsets, group, t),
+                self._timeouts.transaction_s,
             )
-        rd.commit_transaction(30)
+        self._retry("commit_transaction", rd.commit_transaction, self._timeouts.transaction_s)
+        self._in_transaction = False
 
     def ready(self) -> bool:
-        return self._assigned
+        """Assigned partitions and a broker in reach (what `/readyz` reports)."""
+        return self._assigned and not self._health.brokers_down and not self._failed
 
     def lag(self) -> dict[str, int]:
         # Cached high watermarks come with every fetch response: no broker round trip.
@@ -281,12 +405,29 @@ class KafkaLink:
         return lag
 
     def close(self) -> None:
+        """A clean stop commits what completed; after a failure, or with a batch polled and
+        not completed, nothing is committed (an open transaction is aborted)."""
         try:
-            if self._next and self._assigned:
-                self._commit(())  # a clean stop leaves nothing to redeliver
+            clean = not self._failed and not self._in_batch
+            if clean and self._next and self._assigned:
+                try:
+                    self._commit(())  # a clean stop leaves nothing to redeliver
+                except BusError as exc:
+                    log.warning("final commit failed", extra={"error": str(exc)})
+            if self._in_transaction:
+                self._abort()
             self._consumer.close()
         finally:
             self._producer.close()
+
+    def _abort(self) -> None:
+        try:
+            self._producer.raw.abort_transaction(SLICE_S * 5)
+        except KafkaException as exc:
+            # The broker aborts it anyway once transaction.timeout.ms passes, or the next
+            # instance's init_transactions fences and aborts it.
+            log.warning("abort failed", extra={"error": str(exc)})
+        self._in_transaction = False
 
 
 def _reader_record(m: Message, names: TopicNames) -> Record:
@@ -312,6 +453,8 @@ class KafkaReader:
         self._names = names
         self._consumer = Consumer(conf)
         self._closed = False
+        self._assigned: set[tuple[str, int]] = set()
+        self._ended: set[tuple[str, int]] = set()
 
     def start(self, topics: Sequence[str], from_ms: int | None) -> None:
         """Assigns every partition of `topics` at its start offset; raises BusError if any
@@ -320,6 +463,7 @@ class KafkaReader:
             starts = [tp for t in topics for tp in self._starts(self._names.physical(t), from_ms)]
         except KafkaException as exc:
             raise BusError(f"could not find where to start reading: {exc}") from exc
+        self._assigned = {(tp.topic, tp.partition) for tp in starts}
         self._consumer.assign(starts)
 
     def _starts(self, topic: str, from_ms: int | None) -> list[TopicPartition]:
@@ -349,11 +493,16 @@ class KafkaReader:
             err = m.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
+                    self._ended.add((str(m.topic()), int(m.partition() or 0)))
                     continue
                 # Stop rather than read on past a possible gap: a reader restarts from a time.
                 raise BusError(f"reader error: {err}")
+            self._ended.discard((str(m.topic()), int(m.partition() or 0)))
             out.append(_reader_record(m, self._names))
         return out
+
+    def at_end(self) -> bool:
+        return self._assigned <= self._ended
 
     def close(self) -> None:
         if not self._closed:
@@ -367,14 +516,19 @@ class KafkaBus:
         bootstrap: str,
         names: TopicNames | None = None,
         consumer_overrides: dict[str, Any] | None = None,
+        *,
+        stop: threading.Event | None = None,
+        timeouts: KafkaTimeouts | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.names = names or TopicNames()
         self._consumer_overrides = consumer_overrides
+        self._stop = stop
+        self._timeouts = timeouts or KafkaTimeouts()
 
     def producer(self, client_id: str) -> _KafkaProducer:
         conf = {**PRODUCER_DEFAULTS, "bootstrap.servers": self.bootstrap, "client.id": client_id}
-        return _KafkaProducer(conf, self.names)
+        return _KafkaProducer(conf, self.names, self._stop, self._timeouts)
 
     def link(
         self,
@@ -392,6 +546,8 @@ class KafkaBus:
             client_id=client_id,
             transactional_id=transactional_id,
             overrides=self._consumer_overrides,
+            stop=self._stop,
+            timeouts=self._timeouts,
         )
 
     def reader(self, topics: Sequence[str], *, from_ms: int | None, client_id: str) -> KafkaReader:
@@ -410,5 +566,83 @@ class KafkaBus:
             raise
         return reader
 
+    def tail(
+        self, topics: Sequence[str], *, count: int, client_id: str, timeout_s: float = 30.0
+    ) -> list[Record]:
+        """The last `count` records of each partition (see `Bus.tail`)."""
+        conf = {
+            **READER_DEFAULTS,
+            "bootstrap.servers": self.bootstrap,
+            "client.id": client_id,
+            "group.id": client_id,  # librdkafka requires one; nothing joins it
+            **(self._consumer_overrides or {}),
+            # The end shows as an event per partition; a start deleted by retention meanwhile
+            # only shortens the tail.
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+        }
+        return _read_tail(conf, self.names, topics, max(0, count), timeout_s, self._stop)
+
     def close(self) -> None:
         return None
+
+
+def _read_tail(
+    conf: dict[str, Any],
+    names: TopicNames,
+    topics: Sequence[str],
+    count: int,
+    timeout_s: float,
+    stop: threading.Event | None,
+) -> list[Record]:
+    consumer = Consumer(conf)
+    try:
+        ends = _tail_starts(consumer, names, topics, count)
+        got: dict[tuple[str, int], list[Record]] = {tp: [] for tp in ends}
+        reading = set(ends)
+        deadline = time.monotonic() + timeout_s
+        while reading:
+            if _stopped(stop):
+                raise BusError(f"stopped while reading the end of {', '.join(topics)}")
+            if time.monotonic() > deadline:
+                raise BusError(f"reading the end of {', '.join(topics)} took over {timeout_s}s")
+            for m in consumer.consume(500, 0.2):
+                tp = (str(m.topic()), int(m.partition() or 0))
+                err = m.error()
+                if err is not None:
+                    if err.code() != KafkaError._PARTITION_EOF:
+                        raise BusError(f"reading the end of {tp[0]}: {err}")
+                    reading.discard(tp)  # at the end (the last stable offset)
+                elif tp in reading:
+                    record = _reader_record(m, names)
+                    got[tp].append(record)
+                    if record.offset + 1 >= ends[tp]:
+                        reading.discard(tp)
+        return [r for tp in ends for r in got[tp][-count:]]
+    except KafkaException as exc:
+        raise BusError(f"could not read the end of {', '.join(topics)}: {exc}") from exc
+    finally:
+        consumer.close()
+
+
+def _tail_starts(
+    consumer: Consumer, names: TopicNames, topics: Sequence[str], count: int
+) -> dict[tuple[str, int], int]:
+    """Assigns each non-empty partition `count` records before its end; returns the ends."""
+    starts: list[TopicPartition] = []
+    ends: dict[tuple[str, int], int] = {}  # (physical topic, partition) -> end offset
+    for logical in topics:
+        topic = names.physical(logical)
+        found = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if found is None or found.error is not None or not found.partitions:
+            raise BusError(f"topic {topic} not found")
+        for p in sorted(found.partitions):
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, p), timeout=10, cached=False
+            )
+            if count and high > low:
+                starts.append(TopicPartition(topic, p, max(low, high - count)))
+                ends[(topic, p)] = high
+    if starts:
+        consumer.assign(starts)
+    return ends

@@ -141,6 +141,15 @@ class MemoryBus:
     def reader(self, topics: Sequence[str], *, from_ms: int | None, client_id: str) -> MemoryReader:
         return MemoryReader(self, self.start_offsets(topics, from_ms), client_id)
 
+    def tail(self, topics: Sequence[str], *, count: int, client_id: str) -> list[Record]:
+        """The last `count` records of each partition (see `Bus.tail`)."""
+        out: list[Record] = []
+        with self._lock:
+            for topic in topics:
+                for entries in self._partitions(topic):
+                    out += (e.record for e in entries[max(0, len(entries) - count) :])
+        return out
+
     def close(self) -> None:
         return None
 
@@ -254,6 +263,9 @@ class MemoryReader:
         while not (records := self._link.poll(max_records)) and time.monotonic() < deadline:
             time.sleep(min(self._WAIT_S, timeout_s))
         return records
+
+    def at_end(self) -> bool:
+        return not any(self._link.lag().values())
 
     def close(self) -> None:
         self._closed = True

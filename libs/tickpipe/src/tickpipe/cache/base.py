@@ -10,8 +10,13 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 
+class CacheUnavailable(RuntimeError):
+    """The cache's store cannot be reached: a read has no answer (not the same as absent)."""
+
+
 class Cache(Protocol):
-    def get(self, key: str) -> bytes | None: ...
+    def get(self, key: str) -> bytes | None:
+        """The value, or None when absent; raises CacheUnavailable when it cannot tell."""
 
     def set(self, key: str, value: bytes, ttl_s: float | None = None) -> None: ...
 
@@ -21,6 +26,9 @@ class Cache(Protocol):
     def delete(self, key: str) -> None: ...
 
     def keys(self, prefix: str) -> list[str]: ...
+
+    def available(self) -> bool:
+        """False while the store cannot be reached (writes are then kept and retried)."""
 
     def close(self) -> None: ...
 

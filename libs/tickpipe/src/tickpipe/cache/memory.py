@@ -47,5 +47,8 @@ class MemoryCache:
             candidates = [k for k in self._data if k.startswith(prefix)]
         return sorted(k for k in candidates if self.get(k) is not None)
 
+    def available(self) -> bool:
+        return True
+
     def close(self) -> None:
         return None

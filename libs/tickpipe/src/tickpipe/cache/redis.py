@@ -10,11 +10,19 @@ import redis
 class RedisCache:
     def __init__(self, url: str, namespace: str = "tickpipe") -> None:
         # redis-py connects lazily: no I/O here.
-        self._client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        # Short timeouts: an unreachable Redis must not stall a consume loop for long
+        # (services wrap this in `ResilientCache`, which keeps writes while it is away).
+        self._client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self._prefix = f"{namespace}:"
 
     def ping(self) -> bool:
         return bool(self._client.ping())
+
+    def available(self) -> bool:
+        try:
+            return self.ping()
+        except redis.RedisError:
+            return False
 
     def get(self, key: str) -> bytes | None:
         value = self._client.get(self._prefix + key)

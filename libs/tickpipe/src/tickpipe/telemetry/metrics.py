@@ -48,6 +48,12 @@ ERRORS = Counter("tickpipe_errors", "Errors by kind.", ["service", "kind"])
 DEAD_LETTERS = Counter(
     "tickpipe_dead_letters", "Records sent to dlq.v1, by reason.", ["service", "source", "reason"]
 )
+BAD_HEADERS = Counter(
+    "tickpipe_bad_headers",
+    "Records with a header that could not be read (e.g. a non-numeric origin time): the header "
+    "is ignored and not passed on, the record itself is processed.",
+    ["service", "topic", "header"],
+)
 REPLAYED = Counter(
     "tickpipe_replayed",
     "Records consumed again after a restart to rebuild state (outputs not republished).",
@@ -70,3 +76,20 @@ def child(metric: Any, *labels: str) -> Any:
     if found is None:
         found = _CHILDREN[key] = metric.labels(*labels)
     return found
+
+
+CACHE_FAILURES = Counter(
+    "tickpipe_cache_failures",
+    "Cache operations that failed (the store unreachable); writes are kept and retried.",
+    ["op"],
+)
+CACHE_AVAILABLE = Gauge("tickpipe_cache_available", "1 while the cache answers.")
+
+
+# Delivery is at least once up to risk: a record may come twice. Where a service recognises
+# a repeat of something it already counted (same trade id, same event id), it drops it here.
+DUPLICATES = Counter(
+    "tickpipe_duplicates",
+    "Records dropped as repeats of ones already counted (a redelivery, a replayed upstream).",
+    ["service", "topic"],
+)

@@ -31,6 +31,7 @@ from tickpipe.messages import Liquidity, OrderType, Side
 from tickpipe_execution.domain.events import Acked, Cancelled, Filled, Refused, VenueEvent
 from tickpipe_execution.domain.orders import Order
 from tickpipe_execution.domain.reconcile import ExchangeOrder, ExchangeState
+from tickpipe_execution.domain.venue import RestingOrder
 
 BPS = Decimal(10_000)
 FEE_QUANTUM = Decimal("0.00000001")
@@ -158,6 +159,24 @@ class PaperExchange:
             self._book[o.client_order_id] = o
             if not o.active:
                 self._pending[o.client_order_id] = None
+
+    def adopt(self, orders: list[RestingOrder]) -> None:
+        """Rests open limit orders again, active at once, in the given (time) order; a
+        market order still open had no liquidity and stays unfilled."""
+        for o in orders:
+            if o.client_order_id in self._book or o.order_type is not OrderType.LIMIT:
+                continue
+            self._book[o.client_order_id] = PaperOrder(
+                o.client_order_id,
+                o.key,
+                o.side,
+                o.order_type,
+                o.quantity,
+                o.limit_price,
+                active_at=0,
+                active=True,
+                filled=o.filled,
+            )
 
     def touch(self, key: str) -> Touch | None:
         return self._touch.get(key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -9,6 +10,19 @@ from tickpipe.messages import OrderType, Side
 from tickpipe_execution.domain.events import VenueEvent
 from tickpipe_execution.domain.orders import Order
 from tickpipe_execution.domain.reconcile import ExchangeState
+
+
+@dataclass(frozen=True, slots=True)
+class RestingOrder:
+    """An open order as rebuilt from `orders.v1` and `executions.v1`."""
+
+    client_order_id: str
+    key: str
+    side: Side
+    order_type: OrderType
+    quantity: Decimal
+    limit_price: Decimal | None
+    filled: Decimal
 
 
 class Venue(Protocol):
@@ -46,6 +60,11 @@ class Venue(Protocol):
 
     def exchange_state(self, open_orders: list[Order]) -> ExchangeState:
         """What the venue holds for our open orders (start-up reconciliation)."""
+        ...
+
+    def adopt(self, orders: list[RestingOrder]) -> None:
+        """Orders the ledger says are open, after a restart without a snapshot: a paper
+        exchange rests them again; a live exchange holds them already (reconciliation)."""
         ...
 
     def snapshot(self) -> Any: ...

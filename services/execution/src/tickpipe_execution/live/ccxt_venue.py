@@ -39,6 +39,7 @@ from tickpipe_execution.domain.events import (
 )
 from tickpipe_execution.domain.orders import Order
 from tickpipe_execution.domain.reconcile import ExchangeOrder, ExchangeState
+from tickpipe_execution.domain.venue import RestingOrder
 from tickpipe_execution.live.stream import UserStream
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,9 @@ class CcxtVenue:
         if ended:
             out.append(Cancelled(coid, f"{status}_at_exchange"))
         return out
+
+    def adopt(self, orders: list[RestingOrder]) -> None:
+        return None  # the exchange holds them; reconciliation reports what became of them
 
     def snapshot(self) -> dict[str, Any]:
         return {}

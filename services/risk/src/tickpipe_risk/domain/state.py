@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -18,6 +19,29 @@ from tickpipe_risk.domain.orders import OpenOrders
 
 ZERO = Decimal(0)
 LimitChange = tuple[str, str, str | None]  # name, value, strategy (None: every strategy)
+
+
+class RecentIds:
+    """The last `capacity` ids seen, in order: a signal delivered twice is decided once."""
+
+    def __init__(self, ids: list[str] | None = None, capacity: int = 100_000) -> None:
+        self._order: deque[str] = deque(ids or ())
+        self._set = set(self._order)
+        self._capacity = capacity
+
+    def __contains__(self, event_id: str) -> bool:
+        return event_id in self._set
+
+    def add(self, event_id: str) -> None:
+        if event_id in self._set:
+            return
+        self._set.add(event_id)
+        self._order.append(event_id)
+        if len(self._order) > self._capacity:
+            self._set.discard(self._order.popleft())
+
+    def dump(self) -> list[str]:
+        return list(self._order)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +66,7 @@ class RiskState:
         self.breakers: dict[str, CircuitBreaker] = {}
         self.loss: dict[str, LossGuard] = {}  # per strategy
         self.account_loss = LossGuard()
+        self.signals = RecentIds()  # decided signals, by event id
 
     # -- limits ---------------------------------------------------------------------------
 
@@ -123,6 +148,7 @@ class RiskState:
             "breakers": {k: b.dump() for k, b in self.breakers.items()},
             "loss": {s: g.dump() for s, g in self.loss.items()},
             "account_loss": self.account_loss.dump(),
+            "signals": self.signals.dump(),
         }
 
     def load(self, d: Any) -> None:
@@ -138,3 +164,4 @@ class RiskState:
         self.breakers = {k: CircuitBreaker.load(b) for k, b in d["breakers"].items()}
         self.loss = {s: LossGuard.load(g) for s, g in d["loss"].items()}
         self.account_loss = LossGuard.load(d["account_loss"])
+        self.signals = RecentIds(d["signals"])

@@ -37,6 +37,14 @@ class DuplicateGuard:
             return [REASON]
         return []
 
+    def issued(self, client_order_id: str) -> None:
+        """An id issued before this state began (rebuilt from `orders.v1`)."""
+        if client_order_id not in self._ids:
+            self._ids.add(client_order_id)
+            self.ids.append(client_order_id)
+            if len(self.ids) > self.capacity:
+                self._ids.discard(self.ids.popleft())
+
     def record(self, client_order_id: str, fingerprint: Fingerprint, now_ns: int) -> None:
         self._ids.add(client_order_id)
         self.ids.append(client_order_id)
