@@ -187,3 +187,15 @@ def test_rare_young_collections_raises_the_threshold_and_restores_it() -> None:
     with rare_young_collections(12_345):
         assert gc.get_threshold() == (12_345, *before[1:])
     assert gc.get_threshold() == before
+
+
+def test_bars_engine_when_run_on_the_window_places_the_ticks_engines_client_order_ids(
+    window_run: BacktestResult,
+) -> None:
+    """Vector ids are derived (instrument, bar, feature set), so both engines score the same
+    vectors under the same ids and derive the same signal and client order ids."""
+    from dataclasses import replace
+
+    bars = run_backtest(replace(WINDOW, engine="bars"))
+    ticks = [orjson.loads(r.value)["client_order_id"] for r in window_run.orders]
+    assert ticks and [orjson.loads(r.value)["client_order_id"] for r in bars.orders] == ticks

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tickpipe.service import ServiceContext, ServiceSpec
+from tickpipe.service import ServiceContext, ServiceSpec, SnapshotFormat
 from tickpipe.topics import DLQ, FEATURES, QUOTES, TRADES
-from tickpipe_feature.handlers import FeatureHandler
+from tickpipe_feature.handlers import FeatureHandler, upgrade_v1
 
 
 class FeatureSettings(BaseSettings):
@@ -40,4 +40,6 @@ SERVICE = ServiceSpec(
     settings=FeatureSettings,
     build=build,
     default_http_port=9102,
+    # 2: each instrument's recently counted trades, against repeats (handler format 3).
+    snapshots=SnapshotFormat(version=2, migrations={1: upgrade_v1}),
 )

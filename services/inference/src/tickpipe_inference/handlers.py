@@ -1,4 +1,10 @@
-"""Feature vectors -> model probability -> signals on `signals.v1`."""
+"""Feature vectors -> model probability -> signals on `signals.v1`.
+
+A signal's event id is derived from its vector's id, the model version and the strategy (not
+drawn): a vector scored again (redelivered after a crash, or repeated upstream) gives the
+same signal under the same id, so risk, which makes its client order id from it, sees a
+repeat.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ import numpy as np
 import orjson
 
 from tickpipe.cache.base import Cache
-from tickpipe.ids import EventIds
+from tickpipe.ids import EventIds, derived_id
 from tickpipe.messages import (
     ControlAction,
     ControlCommand,
@@ -25,6 +31,12 @@ from tickpipe_inference.domain.model import Model, ModelError, ModelSource
 from tickpipe_inference.metrics import MODEL_INFO, MODEL_RELOADS, MODEL_SECONDS
 
 log = logging.getLogger(__name__)
+
+
+def signal_id(vector: FeatureVector, model_version: str, strategy_id: str) -> str:
+    """A signal's event id: the vector it scores, the model and the strategy, time-sorted by
+    the vector's time (its bar's end)."""
+    return derived_id(vector.ts_event, "signal", vector.event_id, model_version, strategy_id)
 
 
 def direction_for(probability: float, long_threshold: float, short_threshold: float) -> int:
@@ -51,11 +63,11 @@ class InferenceHandler:
         self._model = model
         MODEL_INFO.labels(model.version).set(1)
         self._ids = ids
-        self._cache = cache
+        self._cache = cache  # a ResilientCache in a process: a write never fails a record
+        self._ttl = cache_ttl_s
         self._strategy = strategy_id
         self._long = long_threshold
         self._short = short_threshold
-        self._ttl = cache_ttl_s
         self._names = model.card.feature_names
 
     @property
@@ -128,15 +140,16 @@ class InferenceHandler:
         return row
 
     def _signal(self, event: FeatureVector, p: float, now_ns: int) -> Signal:
+        version = self._model.version
         signal = Signal(
-            event_id=self._ids.new(),
+            event_id=signal_id(event, version, self._strategy),
             ts_event=event.ts_event,
             ts_init=now_ns,
             causation_id=event.event_id,
             exchange=event.exchange,
             symbol=event.symbol,
             strategy_id=self._strategy,
-            model_version=self._model.version,
+            model_version=version,
             direction=direction_for(p, self._long, self._short),
             probability=p,
             score=2 * p - 1,

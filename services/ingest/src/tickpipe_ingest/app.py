@@ -45,6 +45,11 @@ class IngestSettings(BaseSettings):
     rate: float | None = Field(default=None, gt=0, description="Records per second.")
     loops: int = Field(default=1, ge=1)
     limit: int | None = Field(default=None, ge=1, description="Stop after this many records.")
+    resume: bool | None = Field(
+        default=None,
+        description="Carry on after what ingest's topics already hold (file: the last record "
+        "published; exchange: the last trade id). Unset: on over Kafka, off in memory.",
+    )
     start: datetime | None = Field(default=None, description="File replay from this time (UTC).")
     end: datetime | None = Field(default=None, description="File replay up to this time.")
     exchange: str | None = Field(
@@ -99,6 +104,12 @@ def build(ctx: ServiceContext, settings: IngestSettings) -> Source:
     return _file(ctx, settings, stop)
 
 
+def _resume(ctx: ServiceContext, settings: IngestSettings) -> bool:
+    """Resume is on by default where there is something to resume from: a Kafka bus. An
+    in-memory bus (the embedded demo, backtests) starts empty anyway."""
+    return settings.resume if settings.resume is not None else ctx.platform.bus == "kafka"
+
+
 def _normalizer(ctx: ServiceContext, source: str, live: bool) -> Normalizer:
     quality = QualityReporter(source)
     validator = Validator(quality=quality)
@@ -125,6 +136,7 @@ def _file(ctx: ServiceContext, settings: IngestSettings, stop: threading.Event) 
             start_ns=_ns(settings.start),
             end_ns=_ns(settings.end),
             stop=stop,
+            resume=_resume(ctx, settings),
         )
     except ValueError as exc:
         raise SystemExit(f"ingest: cannot read {name}: {exc}") from exc
@@ -179,7 +191,15 @@ def _exchange(ctx: ServiceContext, settings: IngestSettings, stop: threading.Eve
     quality = QualityReporter(config.source)
     validator = Validator(quality=quality)
     normalize = Normalizer(ctx.clock, ctx.ids, config.source, validator, live=True, quality=quality)
-    return ExchangeSource(config, normalize, ctx.clock, quality, limit=settings.limit, stop=stop)
+    return ExchangeSource(
+        config,
+        normalize,
+        ctx.clock,
+        quality,
+        limit=settings.limit,
+        stop=stop,
+        resume=_resume(ctx, settings),
+    )
 
 
 SERVICE = ServiceSpec(

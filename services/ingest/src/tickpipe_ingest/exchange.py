@@ -13,6 +13,11 @@ an exponential backoff with jitter, call again (ccxt opens a new connection and
 resubscribes). Trades seen again after a reconnect or in overlapping polls are skipped and
 counted; trades that never arrived show up as trade-id gaps in the validator. Any other
 error (unknown symbol, unsupported method) is fatal: it ends the iteration with the error.
+
+With `resume`, a restarted source skips the trades md.trades.v1 already holds (at or below
+the last trade id per instrument, found in `on_start`, see `resume`): a REST poll's recent
+trades are not published twice, trades missed while it was down show as a gap, and arrival
+numbers carry on from the last published.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -35,12 +40,13 @@ from tickpipe.marketdata import (
     quote_from_ticker,
     trade_from_ccxt,
 )
-from tickpipe.service import Emit
+from tickpipe.service import Emit, ServiceContext
 from tickpipe_ingest import metrics
 from tickpipe_ingest.ccxt_client import make_exchange
 from tickpipe_ingest.domain.feed import Backoff, SeenTrades, StalenessWatchdog
 from tickpipe_ingest.domain.quality import DataQuality, Stale, Stream
 from tickpipe_ingest.normalize import Normalizer
+from tickpipe_ingest.resume import ResumePoint, SkipSeenTrades
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +107,7 @@ class ExchangeSource:
         factory: ExchangeFactory = default_factory,
         limit: int | None = None,
         stop: threading.Event | None = None,
+        resume: bool = False,
     ) -> None:
         if not config.symbols:
             raise ValueError("no symbols to ingest")
@@ -113,7 +120,27 @@ class ExchangeSource:
         self._factory = factory
         self._limit = limit
         self._stop = stop or threading.Event()
+        self._resume = resume
+        self.skip: SkipSeenTrades | None = None
         self.feed: Feed | None = None
+
+    def on_start(self, ctx: ServiceContext) -> Sequence[Emit]:
+        """With resume on, finds the last trades an earlier run published (see `resume`)."""
+        if self._resume:
+            self.resume_from(ResumePoint.read(ctx.bus, f"ingest-resume-{ctx.platform.instance_id}"))
+        return ()
+
+    def resume_from(self, point: ResumePoint) -> None:
+        """Skip trades at or below the last ones `point` holds; number on from it."""
+        log.info(
+            "resuming" if point else "nothing published before: starting afresh",
+            extra={"source": self.config.source, "last": point.describe()},
+        )
+        if not point:
+            return
+        self.skip = SkipSeenTrades(point, self.config.source)
+        self._normalize.carry_on(point.next_seqs())
+        self._normalize.validator.resume_trade_ids(self.skip.last_trade_ids())
 
     def __iter__(self) -> Iterator[Emit]:
         handoff: queue.Queue[object] = queue.Queue(self.config.queue_size)
@@ -137,6 +164,8 @@ class ExchangeSource:
                 if isinstance(item, BaseException):
                     raise FeedError(f"{self.config.source}: {item}") from item
                 depth.set(handoff.qsize())
+                if self.skip is not None and isinstance(item, TradeData) and self.skip.skip(item):
+                    continue  # published before the restart
                 n += 1
                 yield from self._normalize.emits(item)  # type: ignore[arg-type]  # only Items besides the two above
         finally:

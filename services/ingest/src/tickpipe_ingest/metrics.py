@@ -61,3 +61,8 @@ QUEUE_DEPTH = Gauge(
     "Records received from an exchange and not yet published (bounded).",
     ["source"],
 )
+RESUME_SKIPPED = Counter(
+    "tickpipe_ingest_resume_skipped",
+    "Records not published again after a restart: an earlier run had (TICKPIPE_INGEST_RESUME).",
+    ["source"],
+)

@@ -3,8 +3,8 @@ data-quality events (`md.quality.v1`) in order with them."""
 
 from __future__ import annotations
 
-import base64
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from tickpipe.clock import Clock
@@ -86,15 +86,15 @@ class Normalizer:
                 "dead letter",
                 extra={"source": self.source, "reason": reason, "detail": detail[:300], "count": n},
             )
-        letter = DeadLetter(
+        # Bounded (head, size, sha256 past 64 KiB): a raw line must not outgrow dlq.v1.
+        letter = DeadLetter.of(
             event_id=self._ids.new(),
-            ts_event=now,
-            ts_init=now,
+            ts_ns=now,
             service=SERVICE,
             source=self.source,
             reason=reason,
             detail=detail,
-            payload_b64=base64.b64encode(raw).decode(),
+            value=raw,
         )
         return Emit(DLQ, letter, key=self.source)
 
@@ -216,6 +216,12 @@ class Normalizer:
                 ingest_seq=self._arrival(item.exchange, item.symbol),
             ),
         )
+
+    def carry_on(self, next_seqs: Mapping[str, int]) -> None:
+        """Number on from an earlier run (`exchange:symbol` -> the next arrival number), so
+        that consumers see the instrument's records continue rather than restart at 0."""
+        for key, n in next_seqs.items():
+            self._seq[key] = max(self._seq.get(key, 0), n)
 
     def _arrival(self, exchange: str, symbol: str) -> int:
         """The instrument's next arrival number, shared by its trades and quotes (valid

@@ -2,12 +2,18 @@
 
 Any format `tickpipe.marketdata.read_market_data` reads; several files (say trades and quotes
 of one session) are merged by exchange time. Events keep their exchange timestamps.
+
+With `resume`, a restarted replay carries on after the last record an earlier run published
+(found on md.trades.v1 / md.quotes.v1 in `on_start`, see `resume`): the files are read and
+validated from the start again, unpaced and unpublished up to there. `limit` counts from the
+start of the files, so a resumed run ends where an uninterrupted one would.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import heapq
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -15,10 +21,12 @@ from pathlib import Path
 
 from tickpipe.clock import Clock, SimClock
 from tickpipe.marketdata import ParseError, QuoteData, TradeData, read_market_data
-from tickpipe.service import Emit
+from tickpipe.service import Emit, ServiceContext
 from tickpipe_ingest.normalize import Normalizer
+from tickpipe_ingest.resume import ResumePoint, SkipPublished
 
 Item = TradeData | QuoteData | ParseError
+log = logging.getLogger(__name__)
 
 
 class FileReplaySource:
@@ -48,6 +56,7 @@ class FileReplaySource:
         end_ns: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
         stop: threading.Event | None = None,
+        resume: bool = False,
     ) -> None:
         self.paths = [path] if isinstance(path, Path) else list(path)
         self.path = self.paths[0]
@@ -64,7 +73,24 @@ class FileReplaySource:
         self._end = end_ns
         self._sleep = sleep
         self._stop = stop
+        self._resume = resume
+        self._point: ResumePoint | None = None
+        self.skip: SkipPublished | None = None  # while resuming
         self._opened: list[Iterator[Item]] | None = self._open()
+
+    def on_start(self, ctx: ServiceContext) -> Sequence[Emit]:
+        """With resume on, finds where an earlier run stopped publishing (see `resume`)."""
+        if self._resume:
+            self.resume_from(ResumePoint.read(ctx.bus, f"ingest-resume-{ctx.platform.instance_id}"))
+        return ()
+
+    def resume_from(self, point: ResumePoint) -> None:
+        """Publish only what comes after `point` (what ingest's topics hold already)."""
+        self._point = point or None
+        log.info(
+            "resuming" if point else "nothing published before: starting at the beginning",
+            extra={"source": self._normalize.source, "last": point.describe()},
+        )
 
     def _open(self) -> list[Iterator[Item]]:
         return [
@@ -80,6 +106,9 @@ class FileReplaySource:
 
     def _items(self) -> Iterator[Item]:
         items = self._read()
+        if self._point is not None:
+            keys = {f"{i.exchange}:{i.symbol}" for i in items if not isinstance(i, ParseError)}
+            self.skip = SkipPublished(self._point, self._normalize.source, keys)
         stamps = [i.ts_event for i in items if not isinstance(i, ParseError)]
         # Quotes may carry receive time, trades exchange time: shift by the whole range.
         span = (max(stamps) - min(stamps) + 1_000_000_000) if stamps else 0
@@ -99,6 +128,7 @@ class FileReplaySource:
         sim = self._clock if isinstance(self._clock, SimClock) else None
         started = time.monotonic()
         first_ts: int | None = None
+        paced = 0  # records published at the pace asked for (none of those skipped)
         for n, item in enumerate(self._items()):
             if self._limit is not None and n >= self._limit:
                 return
@@ -107,11 +137,18 @@ class FileReplaySource:
             ts = None if isinstance(item, ParseError) else item.ts_event
             if sim is not None and ts is not None:
                 sim.advance_to(ts)
-            elif self._rate:
-                self._wait_until(started + n / self._rate)
-            elif self._speed > 0 and ts is not None:
+            skip = self.skip
+            if skip is not None and not skip.done:
+                # Published by an earlier run: rebuilt (numbering, validation), not sent.
+                yield from skip.admitted(self._normalize.emits(item))
+                started = time.monotonic()  # the pace starts after the skipped part
+                continue
+            if sim is None and self._rate:
+                self._wait_until(started + paced / self._rate)
+            elif sim is None and self._speed > 0 and ts is not None:
                 first_ts = ts if first_ts is None else first_ts
                 self._wait_until(started + (ts - first_ts) / 1e9 / self._speed)
+            paced += 1
             yield from self._normalize.emits(item)
 
     def _wait_until(self, deadline: float) -> None:

@@ -37,7 +37,7 @@ from tickpipe.backtest.result import BacktestResult, dumped, fills_of
 from tickpipe.bus.base import Record
 from tickpipe.clock import SimClock
 from tickpipe.embedded import simulated_context
-from tickpipe.ids import EventIds
+from tickpipe.ids import EventIds, vector_id
 from tickpipe.messages import FeatureVector, QuoteTick, RiskDecision, Signal, TradeTick
 from tickpipe.runner import dispatch, encode_emit, failure
 from tickpipe.service import BatchHandler, Emit, Handler, ServiceSpec
@@ -215,7 +215,7 @@ def _vector(
 ) -> FeatureVector:
     end, exchange, symbol, start, close, bid, ask = head  # VECTOR_COLUMNS
     return FeatureVector(
-        event_id=ids.new(),
+        event_id=vector_id(f"{exchange}:{symbol}", end, feature_set),
         ts_event=end,
         ts_init=now,
         exchange=exchange,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tickpipe.marketdata import QuoteData, TradeData
@@ -56,6 +57,12 @@ class Validator:
         self._seen: dict[str, OrderedDict[str, None]] = {}
         self._last_id: dict[str, int] = {}
         self._last_seq: dict[str, int] = {}
+
+    def resume_trade_ids(self, last: Mapping[str, int]) -> None:
+        """The last numeric trade id an earlier run published per `exchange:symbol`: trades
+        missed while ingest was down then show as a gap."""
+        for key, tid in last.items():
+            self._last_id[key] = max(self._last_id.get(key, tid), tid)
 
     def _check_time(self, key: str, ts: int, now_ns: int) -> str | None:
         if ts > now_ns + self.limits.future_tolerance_ns:
