@@ -3,6 +3,12 @@ JSON Schema (schemas/signal.v1.json). Needs only `confluent-kafka` and `jsonsche
 
     python examples/signals_confluent.py --bootstrap 127.0.0.1:9092 --group my-team.signals
 
+Transport security comes from the same variables as tickpipe's own clients, e.g. for SASL_SSL
+with SCRAM: `TICKPIPE_KAFKA_SECURITY_PROTOCOL=SASL_SSL`, `TICKPIPE_KAFKA_SASL_USERNAME`,
+`TICKPIPE_KAFKA_SASL_PASSWORD_FILE`, `TICKPIPE_KAFKA_SSL_CA_FILE` (and for mTLS
+`TICKPIPE_KAFKA_SSL_CERT_FILE` / `_KEY_FILE`); `TICKPIPE_KAFKA_BOOTSTRAP` is the default
+`--bootstrap` (see `security_config`).
+
 Delivery: at least once. Offsets are committed after a record is handled, so a crash
 replays what was not yet committed; deduplicate on `event_id` if that matters. Order holds
 per `exchange:symbol` (the key, one partition each). Only committed records are read
@@ -14,9 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +32,37 @@ from jsonschema import Draft202012Validator
 
 SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "signal.v1.json"
 TOPIC = "signals.v1"
+
+
+def security_config(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """librdkafka's transport keys from tickpipe's variables (README: Security). A password
+    comes from its file (`TICKPIPE_KAFKA_SASL_PASSWORD_FILE`), read here, never logged."""
+    protocol = env.get("TICKPIPE_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").strip().upper()
+    conf: dict[str, Any] = {"security.protocol": protocol}
+    if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+        password_file = env.get("TICKPIPE_KAFKA_SASL_PASSWORD_FILE")
+        password = (
+            Path(password_file).read_text().strip()
+            if password_file
+            else env.get("TICKPIPE_KAFKA_SASL_PASSWORD", "")
+        )
+        if not env.get("TICKPIPE_KAFKA_SASL_USERNAME") or not password:
+            raise SystemExit(
+                f"{protocol} needs TICKPIPE_KAFKA_SASL_USERNAME and "
+                "TICKPIPE_KAFKA_SASL_PASSWORD_FILE"
+            )
+        conf["sasl.mechanism"] = env.get("TICKPIPE_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+        conf["sasl.username"] = env["TICKPIPE_KAFKA_SASL_USERNAME"]
+        conf["sasl.password"] = password
+    for var, key in (
+        ("TICKPIPE_KAFKA_SSL_CA_FILE", "ssl.ca.location"),
+        ("TICKPIPE_KAFKA_SSL_CERT_FILE", "ssl.certificate.location"),
+        ("TICKPIPE_KAFKA_SSL_KEY_FILE", "ssl.key.location"),
+    ):
+        if env.get(var):
+            conf[key] = env[var]
+    extra = json.loads(env.get("TICKPIPE_KAFKA_CONFIG") or "{}")
+    return {**extra, **conf}
 
 
 def validator(schema_path: Path = SCHEMA) -> Draft202012Validator:
@@ -57,11 +95,14 @@ def consume(
     stop: threading.Event,
     topic: str = TOPIC,
     on_invalid: Callable[[Message, str], None] | None = None,
+    security: Mapping[str, Any] | None = None,
 ) -> None:
-    """Call `on_signal` for every valid signal until `stop` is set; commit after handling."""
+    """Call `on_signal` for every valid signal until `stop` is set; commit after handling.
+    `security`: librdkafka's transport keys (default: `security_config()`)."""
     check = validator()
     consumer = Consumer(
         {
+            **(security_config() if security is None else security),
             "bootstrap.servers": bootstrap,
             "group.id": group,
             "enable.auto.commit": False,
@@ -94,7 +135,9 @@ def consume(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bootstrap", default="127.0.0.1:9092")
+    parser.add_argument(
+        "--bootstrap", default=os.environ.get("TICKPIPE_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+    )
     parser.add_argument("--group", required=True, help="your team's consumer group")
     parser.add_argument("--topic", default=TOPIC, help="with a namespace: <ns>.signals.v1")
     args = parser.parse_args()

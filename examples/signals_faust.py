@@ -7,7 +7,10 @@ published JSON Schema (schemas/signal.v1.json).
 
 Settings come from the environment: `BROKER_URL` and `APP_DATADIR` are Faust's own,
 `SIGNALS_TOPIC` (`<namespace>.signals.v1` for a namespaced pipeline) and `SIGNALS_GROUP`
-(your team's consumer group, which is also the Faust app id) are this example's.
+(your team's consumer group, which is also the Faust app id) are this example's. Transport
+security comes from tickpipe's own variables (`broker_credentials` below): SASL_SSL with
+`TICKPIPE_KAFKA_SASL_USERNAME`, `TICKPIPE_KAFKA_SASL_PASSWORD_FILE` and
+`TICKPIPE_KAFKA_SSL_CA_FILE`, or mTLS (`SSL`) with `TICKPIPE_KAFKA_SSL_CERT_FILE` / `_KEY_FILE`.
 
 Kafka 4: Faust talks to Kafka only through aiokafka. tests/api/test_examples_kafka.py runs
 this worker against Kafka 4.1 with faust-streaming 0.15.3 and aiokafka 0.14.0. Kafka 4.0
@@ -29,6 +32,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import ssl
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +46,34 @@ CHECK = Draft202012Validator({**json.loads(SCHEMA.read_text()), "additionalPrope
 TOPIC = os.environ.get("SIGNALS_TOPIC", "signals.v1")
 log = logging.getLogger("signals")
 
+
+def broker_credentials(env: Mapping[str, str] = os.environ) -> Any:
+    """Faust's credentials from TICKPIPE_KAFKA_SECURITY_PROTOCOL & co. (None: plaintext)."""
+    protocol = env.get("TICKPIPE_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").strip().upper()
+    context = None
+    if protocol in ("SSL", "SASL_SSL"):
+        # Verifies the broker's certificate and host name (create_default_context does).
+        context = ssl.create_default_context(cafile=env.get("TICKPIPE_KAFKA_SSL_CA_FILE") or None)
+        if env.get("TICKPIPE_KAFKA_SSL_CERT_FILE"):
+            context.load_cert_chain(
+                env["TICKPIPE_KAFKA_SSL_CERT_FILE"], env.get("TICKPIPE_KAFKA_SSL_KEY_FILE")
+            )
+    if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+        password_file = env.get("TICKPIPE_KAFKA_SASL_PASSWORD_FILE")
+        password = (
+            Path(password_file).read_text().strip()
+            if password_file
+            else env.get("TICKPIPE_KAFKA_SASL_PASSWORD")
+        )
+        return faust.SASLCredentials(
+            username=env.get("TICKPIPE_KAFKA_SASL_USERNAME"),
+            password=password,
+            ssl_context=context,
+            mechanism=env.get("TICKPIPE_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+        )
+    return faust.SSLCredentials(context) if context is not None else None
+
+
 app = faust.App(
     os.environ.get("SIGNALS_GROUP", "my-team.signals"),  # app id = consumer group
     broker="kafka://127.0.0.1:9092",  # BROKER_URL in the environment wins
@@ -48,6 +81,7 @@ app = faust.App(
     # Faust's leader-election topic is for apps with tables and timers; this one has neither,
     # and it would need the right to create topics.
     topic_disable_leader=True,
+    broker_credentials=broker_credentials(),
 )
 # Raw bytes: tickpipe's values are plain JSON, not Faust Records with `__faust` metadata.
 signals = app.topic(TOPIC, key_type=bytes, value_type=bytes, value_serializer="raw")

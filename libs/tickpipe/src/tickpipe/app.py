@@ -7,7 +7,7 @@ import signal
 import threading
 from importlib.metadata import entry_points
 from types import FrameType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from opentelemetry.trace import Tracer
 from prometheus_client import Gauge
@@ -34,6 +34,9 @@ from tickpipe.telemetry.http import HealthServer
 from tickpipe.telemetry.logs import configure_logging
 from tickpipe.telemetry.tracing import make_tracer, shutdown_tracing
 from tickpipe.topics import TopicNames
+
+if TYPE_CHECKING:
+    from tickpipe.bus.kafka import KafkaBus
 
 log = logging.getLogger(__name__)
 
@@ -65,29 +68,79 @@ def pipeline_order() -> tuple[str, ...]:
     return tuple(load_specs())
 
 
-def make_bus(settings: PlatformSettings, stop: threading.Event | None = None) -> Bus:
+def make_bus(
+    settings: PlatformSettings,
+    stop: threading.Event | None = None,
+    *,
+    consumer_overrides: dict[str, Any] | None = None,
+) -> Bus:
     """The bus; its blocking calls end (BusError) once `stop` is set."""
     if settings.bus == "kafka":
-        from tickpipe.bus.kafka import KafkaBus, KafkaTimeouts
-
-        timeouts = KafkaTimeouts(
-            delivery_s=settings.kafka_delivery_timeout_s,
-            transaction_s=settings.kafka_transaction_timeout_s,
-            init_s=settings.kafka_init_timeout_s,
-        )
-        names = TopicNames(settings.topic_namespace)
-        return KafkaBus(settings.kafka_bootstrap, names, stop=stop, timeouts=timeouts)
+        return make_kafka_bus(settings, stop, consumer_overrides=consumer_overrides)
     from tickpipe.bus.memory import MemoryBus
 
     return MemoryBus()
 
 
-def make_cache(settings: PlatformSettings, clock: Clock) -> Cache:
+def make_kafka_bus(
+    settings: PlatformSettings,
+    stop: threading.Event | None = None,
+    *,
+    consumer_overrides: dict[str, Any] | None = None,
+    check: bool = True,
+) -> KafkaBus:
+    """The Kafka bus, whatever `settings.bus` says, its clients configured by
+    `tickpipe.bus.security` (TICKPIPE_KAFKA_SECURITY_PROTOCOL, ...). Settings that cannot
+    work, and brokers that refuse them, end the process at start with one line (SystemExit);
+    `check` asks the brokers first (one metadata request)."""
+    from tickpipe.bus.admin import check_kafka
+    from tickpipe.bus.kafka import KafkaBus, KafkaTimeouts
+    from tickpipe.bus.security import SecurityConfigError, kafka_client_config
+
+    try:
+        config = kafka_client_config(settings)
+        if check:
+            check_kafka(settings.kafka_bootstrap, config, stop=stop)
+    except (SecurityConfigError, BusError) as exc:
+        message = str(exc) if str(exc).startswith("kafka ") else f"kafka: {exc}"
+        raise SystemExit(message) from None
+    timeouts = KafkaTimeouts(
+        delivery_s=settings.kafka_delivery_timeout_s,
+        transaction_s=settings.kafka_transaction_timeout_s,
+        init_s=settings.kafka_init_timeout_s,
+    )
+    names = TopicNames(settings.topic_namespace)
+    return KafkaBus(
+        settings.kafka_bootstrap,
+        names,
+        consumer_overrides,
+        stop=stop,
+        timeouts=timeouts,
+        client_config=config,
+    )
+
+
+def make_cache(settings: PlatformSettings, clock: Clock, *, check: bool = True) -> Cache:
+    """Redis when TICKPIPE_REDIS_URL is set (TLS and an ACL user per TICKPIPE_REDIS_*),
+    else in memory. Settings that cannot work, and a Redis that refuses them, end the
+    process at start with one line (SystemExit); an unreachable Redis does not."""
     if settings.redis_url:
-        from tickpipe.cache.redis import RedisCache
+        from tickpipe.bus.security import SecurityConfigError
+        from tickpipe.cache.redis import RedisAccessError, RedisCache, RedisSecurity, check_redis
         from tickpipe.cache.resilient import ResilientCache
 
-        redis = RedisCache(settings.redis_url, namespace=settings.topic_namespace or "tickpipe")
+        try:
+            redis = RedisCache(
+                settings.redis_url,
+                namespace=settings.topic_namespace or "tickpipe",
+                security=RedisSecurity.of(settings),
+            )
+            if check:
+                check_redis(redis)
+        except SecurityConfigError as exc:
+            raise SystemExit(f"redis: {exc}") from None
+        except RedisAccessError as exc:
+            raise SystemExit(str(exc)) from None
         return ResilientCache(redis, probe=redis.ping)
     return MemoryCache(clock)
 

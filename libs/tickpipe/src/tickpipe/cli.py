@@ -12,9 +12,18 @@ SCHEMAS = Path("schemas")
 
 
 def _run(args: argparse.Namespace) -> int:
-    from tickpipe.app import run_service
+    from pydantic import ValidationError
 
-    return run_service(args.service)
+    from tickpipe.app import run_service
+    from tickpipe.settings import PlatformSettings
+
+    try:
+        settings = PlatformSettings()
+    except ValidationError as exc:  # one line per bad setting; values are not echoed
+        errors = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        print(f"tickpipe run {args.service}: invalid settings: {errors}", file=sys.stderr)
+        return 2
+    return run_service(args.service, settings)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -34,7 +43,11 @@ def _topics(args: argparse.Namespace) -> int:
         for t in TOPICS:
             print(f"{names.physical(t.name)}\tpartitions={t.partitions}\tkey={t.key}\t{t.config}")
         return 0
-    result = create_topics(settings.kafka_bootstrap, names, args.replication_factor)
+    try:
+        result = create_topics(settings.kafka_bootstrap, names, args.replication_factor)
+    except Exception as exc:  # refused, unreachable: one line, not librdkafka's traceback
+        print(f"tickpipe topics: {settings.kafka_bootstrap}: {exc}", file=sys.stderr)
+        return 1
     for topic, state in result.items():
         print(f"{topic}: {state}")
     return 0

@@ -11,7 +11,7 @@ import getpass
 import sys
 from typing import Any
 
-from tickpipe.bus.base import Bus
+from tickpipe.bus.base import Bus, BusError
 from tickpipe.clock import LiveClock
 from tickpipe.ids import EventIds
 from tickpipe.messages import ControlAction, ControlCommand
@@ -75,7 +75,12 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     clock = LiveClock()
     command = command_from_args(args, EventIds(clock), clock.now_ns())
-    publish(make_bus(settings), command)
+    # The bus's clients get TICKPIPE_KAFKA_SECURITY_PROTOCOL & co. (tickpipe.bus.security);
+    # brokers that refuse them end this command at once, in one line.
+    try:
+        publish(make_bus(settings), command)
+    except BusError as exc:
+        raise SystemExit(f"tickpipe control: not sent: {exc}") from None
     print(f"{command.action.value} target={command.target} sent as {command.event_id}")
     return 0
 

@@ -53,17 +53,27 @@ def run_embedded(data: Path) -> Summary:
 
 
 def run_kafka(
-    data: Path, bootstrap: str, redis_url: str, account: str = "paper", idle_s: float = 3.0
+    data: Path,
+    bootstrap: str,
+    redis_url: str,
+    account: str = "paper",
+    idle_s: float = 3.0,
+    settings: PlatformSettings | None = None,
 ) -> Summary:
-    """Five processes over Kafka and Redis; the demo counts what lands on the topics."""
+    """Five processes over Kafka and Redis; the demo counts what lands on the topics. Its
+    own clients connect as `settings` say (TICKPIPE_KAFKA_SECURITY_PROTOCOL & co.; the
+    services get the same environment)."""
     from tickpipe.bus.admin import create_topics
     from tickpipe.bus.kafka import KafkaBus
-    from tickpipe.cache.redis import RedisCache
+    from tickpipe.bus.security import kafka_client_config
+    from tickpipe.cache.redis import RedisCache, RedisSecurity
     from tickpipe.topics import TopicNames
 
+    settings = settings or PlatformSettings()
+    client_config = kafka_client_config(settings)
     namespace = f"demo{int(time.time())}"
     names = TopicNames(namespace)
-    create_topics(bootstrap, names)
+    create_topics(bootstrap, names, client_config=client_config)
     env = {
         "TICKPIPE_BUS": "kafka",
         "TICKPIPE_KAFKA_BOOTSTRAP": bootstrap,
@@ -78,7 +88,7 @@ def run_kafka(
             procs.start(name)
         procs.wait_ready(downstream)
         summary = Summary()
-        link = KafkaBus(bootstrap, names).link(
+        link = KafkaBus(bootstrap, names, client_config=client_config).link(
             group=f"{namespace}.demo-summary",
             topics=[t.name for t in TOPICS],
             client_id="demo-summary",
@@ -105,7 +115,7 @@ def run_kafka(
                 elif sources_done() and time.monotonic() - last > idle_s:
                     break
         link.close()
-    cache = RedisCache(redis_url, namespace=namespace)
+    cache = RedisCache(redis_url, namespace=namespace, security=RedisSecurity.of(settings))
     summary.pnl = get_json(cache, f"pnl:{account}") or {}
     cache.close()
     return summary
@@ -123,6 +133,6 @@ def main(data: Path, kafka: bool) -> int:
 
         endpoints = up(Path(".tickpipe/infra"))
         bootstrap, redis_url = endpoints.kafka_bootstrap, endpoints.redis_url
-    summary = run_kafka(data, bootstrap, redis_url)
+    summary = run_kafka(data, bootstrap, redis_url, settings=settings)
     print_summary(f"tickpipe demo (Kafka {bootstrap}, Redis) — {data.name}", summary)
     return 0

@@ -202,11 +202,13 @@ class KafkaLink:
         commit_interval_s: float = 0.1,
         stop: threading.Event | None = None,
         timeouts: KafkaTimeouts | None = None,
+        client_config: dict[str, Any] | None = None,
     ) -> None:
         self._names = names
         self._stop = stop
         self._timeouts = timeouts or KafkaTimeouts()
         self._health = _Health()
+        self._last_probe = 0.0
         # Offsets may be committed only for records whose batch completed: a batch polled
         # and not completed (or a failed completion) leaves its offsets uncommitted.
         self._in_batch = False
@@ -214,7 +216,8 @@ class KafkaLink:
         self._assigned = False
         self._commit_interval = commit_interval_s
         self._last_commit = time.monotonic()
-        common = {"bootstrap.servers": bootstrap, "client.id": client_id}
+        # Transport security and extra keys (tickpipe.bus.security) for both clients.
+        common = {"bootstrap.servers": bootstrap, **(client_config or {}), "client.id": client_id}
         consumer_conf = {
             **CONSUMER_DEFAULTS,
             **common,
@@ -390,7 +393,16 @@ class KafkaLink:
         self._in_transaction = False
 
     def ready(self) -> bool:
-        """Assigned partitions and a broker in reach (what `/readyz` reports)."""
+        """Assigned partitions and a broker in reach (what `/readyz` reports). librdkafka
+        says when every broker is down but not when one is back: while down, a metadata
+        request (at most once a second) finds out, records or not."""
+        if self._health.brokers_down and time.monotonic() - self._last_probe >= SLICE_S:
+            self._last_probe = time.monotonic()
+            try:
+                self._consumer.list_topics(timeout=0.5)
+                self._health.reached()
+            except KafkaException:
+                pass  # still away
         return self._assigned and not self._health.brokers_down and not self._failed
 
     def lag(self) -> dict[str, int]:
@@ -519,15 +531,22 @@ class KafkaBus:
         *,
         stop: threading.Event | None = None,
         timeouts: KafkaTimeouts | None = None,
+        client_config: dict[str, Any] | None = None,
     ) -> None:
+        """`client_config`: keys every client gets (transport security and extra keys, see
+        `tickpipe.bus.security.kafka_client_config`); none: plaintext, librdkafka's defaults."""
         self.bootstrap = bootstrap
         self.names = names or TopicNames()
         self._consumer_overrides = consumer_overrides
         self._stop = stop
         self._timeouts = timeouts or KafkaTimeouts()
+        self._client_config = dict(client_config or {})
+
+    def _common(self, client_id: str) -> dict[str, Any]:
+        return {"bootstrap.servers": self.bootstrap, **self._client_config, "client.id": client_id}
 
     def producer(self, client_id: str) -> _KafkaProducer:
-        conf = {**PRODUCER_DEFAULTS, "bootstrap.servers": self.bootstrap, "client.id": client_id}
+        conf = {**PRODUCER_DEFAULTS, **self._common(client_id)}
         return _KafkaProducer(conf, self.names, self._stop, self._timeouts)
 
     def link(
@@ -548,13 +567,13 @@ class KafkaBus:
             overrides=self._consumer_overrides,
             stop=self._stop,
             timeouts=self._timeouts,
+            client_config=self._client_config,
         )
 
     def reader(self, topics: Sequence[str], *, from_ms: int | None, client_id: str) -> KafkaReader:
         conf = {
             **READER_DEFAULTS,
-            "bootstrap.servers": self.bootstrap,
-            "client.id": client_id,
+            **self._common(client_id),
             "group.id": client_id,  # librdkafka requires one; the reader never joins it
             **(self._consumer_overrides or {}),
         }
@@ -572,8 +591,7 @@ class KafkaBus:
         """The last `count` records of each partition (see `Bus.tail`)."""
         conf = {
             **READER_DEFAULTS,
-            "bootstrap.servers": self.bootstrap,
-            "client.id": client_id,
+            **self._common(client_id),
             "group.id": client_id,  # librdkafka requires one; nothing joins it
             **(self._consumer_overrides or {}),
             # The end shows as an event per partition; a start deleted by retention meanwhile

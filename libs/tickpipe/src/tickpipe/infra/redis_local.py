@@ -6,8 +6,11 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import redis
 
@@ -46,27 +49,68 @@ def ensure_redis_server() -> str:
     return found
 
 
-def redis_ready(url: str, timeout_s: float = 2.0) -> bool:
+def redis_ready(url: str, timeout_s: float = 2.0, **options: Any) -> bool:
+    """True when Redis answers PING (`options`: redis-py's TLS and credential arguments)."""
     try:
         with redis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, **options
         ) as client:
             return bool(client.ping())
     except (redis.RedisError, OSError):
         return False
 
 
-class LocalRedis:
-    """One `redis-server` on 127.0.0.1, no persistence, logging to `work_dir/redis.log`."""
+@dataclass(frozen=True)
+class RedisTls:
+    """A TLS-only Redis (`port 0`, `tls-port`, TLS 1.3) whose users come from an ACL file
+    (`default` off); `admin_options` are the redis-py arguments readiness connects with."""
 
-    def __init__(self, work_dir: Path, port: int | None = None) -> None:
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
+    acl_file: Path
+    auth_clients: str = "optional"  # a client certificate, when given, must be the CA's
+    admin_options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class LocalRedis:
+    """One `redis-server` on 127.0.0.1, no persistence, logging to `work_dir/redis.log`;
+    with `tls`, TLS only and ACL users (see RedisTls)."""
+
+    def __init__(self, work_dir: Path, port: int | None = None, tls: RedisTls | None = None):
         self.work_dir = Path(work_dir).resolve()
         self.port = port or free_port()
+        self.tls = tls
         self.pid: int | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://127.0.0.1:{self.port}/0"
+
+    def _tls_config(self, tls: RedisTls) -> Path:
+        conf = self.work_dir / "redis.conf"
+        lines = [
+            "port 0",
+            f"tls-port {self.port}",
+            "bind 127.0.0.1",
+            f"tls-cert-file {tls.cert_file}",
+            f"tls-key-file {tls.key_file}",
+            f"tls-ca-cert-file {tls.ca_file}",
+            f"tls-auth-clients {tls.auth_clients}",
+            'tls-protocols "TLSv1.3"',
+            f"aclfile {tls.acl_file}",
+            'save ""',
+            "appendonly no",
+            "daemonize no",
+            f"dir {self.work_dir}",
+        ]
+        conf.write_text("\n".join(lines) + "\n")
+        return conf
+
+    def _ready(self, timeout_s: float) -> bool:
+        options = dict(self.tls.admin_options) if self.tls else {}
+        return redis_ready(self.url, timeout_s, **options)
 
     @property
     def log_path(self) -> Path:
@@ -77,12 +121,15 @@ class LocalRedis:
             return
         server = ensure_redis_server()
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        argv = [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        argv += ["--appendonly", "no", "--daemonize", "no", "--dir", str(self.work_dir)]
+        if self.tls is not None:
+            argv = [server, str(self._tls_config(self.tls))]
+        else:
+            argv = [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+            argv += ["--appendonly", "no", "--daemonize", "no", "--dir", str(self.work_dir)]
         self.pid = spawn(argv, cwd=self.work_dir, output=self.log_path)
         deadline = time.monotonic() + timeout_s
         try:
-            while not redis_ready(self.url, 0.5):
+            while not self._ready(0.5):
                 if not pid_alive(self.pid):
                     raise InfraError(f"redis-server exited:\n{tail(self.log_path)}")
                 if time.monotonic() > deadline:
