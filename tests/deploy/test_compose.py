@@ -1,16 +1,21 @@
 """docker-compose.yml: valid against the compose specification's schema, ordered start-up,
-and services, ports and Prometheus targets that agree with the code."""
+and services, ports and Prometheus targets that agree with the code; docker-compose.secure.yml
+switches it to SASL_SSL and TLS with per-service credentials from files."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.brokers import unavailable
 from tests.deploy.tools import ROOT, SERVICES, run, tool
 from tickpipe.app import load_specs
 
@@ -145,3 +150,149 @@ def test_api_when_composed_then_serves_its_port_and_probes_every_service(
     assert targets == {n: f"http://{n}:{specs[n].default_http_port}" for n in SERVICES}
     # The key comes from the operator's environment, never from this file.
     assert env["TICKPIPE_API_JWT_KEY"] == "${TICKPIPE_API_JWT_KEY:-}"
+
+
+# --- docker-compose.secure.yml: the same stack over SASL_SSL and TLS -----------------------
+
+SECURE = ROOT / "docker-compose.secure.yml"
+SECRETS_DIR = "${TICKPIPE_SECRETS_DIR:-.tickpipe/secrets}/"
+# Every container that runs the image, and the Kafka user it is.
+CLIENTS = {**{name: name for name in SERVICES}, "api": "api", "topics": "topics"}
+
+
+@pytest.fixture(scope="module")
+def secure() -> dict[str, Any]:
+    return yaml.safe_load(SECURE.read_text())  # type: ignore[no-any-return]
+
+
+def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`docker compose -f base -f override` for one service, in the parts checked here:
+    mappings merge, `secrets` add up, `command` and `healthcheck.test` are replaced."""
+    merged = {**base, **override}
+    merged["environment"] = {**base.get("environment", {}), **override.get("environment", {})}
+    merged["secrets"] = base.get("secrets", []) + override.get("secrets", [])
+    merged["depends_on"] = {**base.get("depends_on", {}), **override.get("depends_on", {})}
+    return merged
+
+
+def _mounted_secrets(service: dict[str, Any]) -> dict[str, str]:
+    """Path in the container -> the top-level secret mounted there."""
+    mounted = {}
+    for s in service.get("secrets", []):
+        source, target = (
+            (s, s) if isinstance(s, str) else (s["source"], s.get("target", s["source"]))
+        )
+        mounted[target if target.startswith("/") else f"/run/secrets/{target}"] = source
+    return mounted
+
+
+def test_secure_override_when_checked_against_the_compose_spec_schema_then_valid() -> None:
+    result = run([tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", SECURE])
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_when_not_overridden_then_plaintext_without_credentials(
+    compose: dict[str, Any],
+) -> None:
+    for name in CLIENTS:
+        env = _env(compose["services"][name])
+        assert not {v for v in env if v.startswith(("TICKPIPE_KAFKA_S", "TICKPIPE_REDIS_P"))}
+        assert "secrets" not in compose["services"][name]
+
+
+def test_secure_override_when_merged_then_each_container_uses_its_own_files(
+    compose: dict[str, Any], secure: dict[str, Any]
+) -> None:
+    from tests.deploy.test_k8s import _is_setting, _settings_classes
+
+    classes = _settings_classes()
+    declared = secure["secrets"]
+    for name, user in CLIENTS.items():
+        s = _merged(compose["services"][name], secure["services"][name])
+        env = _env(s)
+        assert env["TICKPIPE_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL", name
+        assert env["TICKPIPE_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512", name
+        assert env["TICKPIPE_KAFKA_SASL_USERNAME"] == f"tickpipe-{user}", name
+        mounted = _mounted_secrets(s)
+        secret_vars = ("_PASSWORD_FILE", "_CA_FILE", "_CERT_FILE", "_KEY_FILE")
+        files = {v: p for v, p in env.items() if v.endswith(secret_vars)}
+        assert mounted[files["TICKPIPE_KAFKA_SASL_PASSWORD_FILE"]] == f"kafka-{user}.password"
+        assert mounted[files["TICKPIPE_KAFKA_SSL_CA_FILE"]] == "ca.crt", name
+        if name != "topics":  # the topics job does not use Redis
+            assert env["TICKPIPE_REDIS_URL"] == "rediss://redis:6379/0", name
+            assert mounted[files["TICKPIPE_REDIS_PASSWORD_FILE"]] == "redis.password", name
+            assert mounted[files["TICKPIPE_REDIS_CA_FILE"]] == "ca.crt", name
+        assert set(files.values()) <= set(mounted), f"{name}: a *_FILE names no mounted secret"
+        unknown = [v for v in env if v.startswith("TICKPIPE_") and not _is_setting(v, classes)]
+        assert not unknown, f"{name}: {unknown}"
+        # Secrets come from the untracked secrets folder, never from values in this file.
+        for source in mounted.values():
+            assert declared[source] == {"file": f"{SECRETS_DIR}{source}"}, source
+    assert ".tickpipe/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_secure_override_when_merged_then_users_exist_before_any_client_connects(
+    compose: dict[str, Any], secure: dict[str, Any]
+) -> None:
+    users = secure["services"]["kafka-users"]
+    assert users["network_mode"] == "service:kafka"  # the broker's loopback listener
+    assert users["image"] == compose["services"]["kafka"]["image"]
+    assert users["depends_on"] == {"kafka": {"condition": "service_healthy"}}
+    script = users["command"][0]
+    (loop,) = [line for line in script.splitlines() if line.startswith("for user in")]
+    created = set(loop.removeprefix("for user in ").removesuffix("; do").split())
+    assert created == set(CLIENTS.values())
+    assert set(users["secrets"]) == {f"kafka-{u}.password" for u in created}
+    topics = _merged(compose["services"]["topics"], secure["services"]["topics"])
+    assert topics["depends_on"]["kafka-users"] == {"condition": "service_completed_successfully"}
+    for name in SERVICES:  # ... and the services wait for the topics job, as before
+        deps = compose["services"][name]["depends_on"]
+        assert deps["topics"] == {"condition": "service_completed_successfully"}
+
+
+def test_secure_override_when_merged_then_brokers_refuse_plaintext_clients(
+    compose: dict[str, Any], secure: dict[str, Any]
+) -> None:
+    kafka = _env(_merged(compose["services"]["kafka"], secure["services"]["kafka"]))
+    protocols = dict(p.split(":") for p in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    listeners = dict(listener.split("://", 1) for listener in kafka["KAFKA_LISTENERS"].split(","))
+    for listener, address in listeners.items():
+        # Anything reachable from outside the broker's own container speaks SASL_SSL.
+        if not address.startswith("localhost:"):
+            assert protocols[listener] == "SASL_SSL", listener
+    assert "SASL_SSL://kafka:9092" in kafka["KAFKA_ADVERTISED_LISTENERS"]
+    assert kafka["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    redis = secure["services"]["redis"]["command"]
+    assert redis[redis.index("--port") + 1] == "0"  # no plaintext port
+    assert redis[redis.index("--tls-port") + 1] == "6379"
+    assert "--aclfile" in redis and "--requirepass" not in redis  # no password in argv
+
+
+def test_secure_override_secrets_when_made_as_documented_then_exactly_those_declared(
+    secure: dict[str, Any], tmp_path: Path
+) -> None:
+    """The recipe at the top of docker-compose.secure.yml makes every file it mounts."""
+    if not shutil.which("openssl"):
+        unavailable("openssl not installed")
+    lines = SECURE.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if "mkdir -p -m 0700" in line)
+    recipe = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("#   "):
+            break
+        recipe.append(line.removeprefix("#   "))
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", "\n".join(recipe)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    made = {p.name for p in tmp_path.iterdir()}
+    assert made == {f["file"].removeprefix(SECRETS_DIR) for f in secure["secrets"].values()}
+    acl = (tmp_path / "redis-users.acl").read_text()
+    password = (tmp_path / "redis.password").read_text().strip()
+    assert acl == f"user default on #{hashlib.sha256(password.encode()).hexdigest()} ~* &* +@all\n"

@@ -330,17 +330,91 @@ def test_secrets_when_built_then_none_committed_and_mounted_as_files(
         secret = volumes[mount["name"]]["secret"]
         assert secret["secretName"] == "tickpipe-exchange"
         assert path.name in {"api-key", "api-secret"}
-    # The API refuses to start without its JWT key: the secret is required, not optional.
+    # The API refuses to start without its JWT keys: the secret is required, not optional. It
+    # is mounted whole, one file per key named by its kid, so a rotation only edits the secret.
     api = _tickpipe_deployments(docs)["api"]["spec"]["template"]["spec"]
-    key = Path(_env(api["containers"][0])["TICKPIPE_API_JWT_KEY_FILE"])
-    (mount,) = [
-        m for m in api["containers"][0]["volumeMounts"] if m["mountPath"] == str(key.parent)
-    ]
+    keys = _env(api["containers"][0])["TICKPIPE_API_JWT_KEYS_FILE"]
+    assert "TICKPIPE_API_JWT_KEY_FILE" not in _env(api["containers"][0])
+    (mount,) = [m for m in api["containers"][0]["volumeMounts"] if m["mountPath"] == keys]
     (volume,) = [v for v in api["volumes"] if v["name"] == mount["name"]]
     assert mount["readOnly"] is True
     assert volume["secret"]["secretName"] == "tickpipe-api-jwt"
     assert not volume["secret"].get("optional", False)
-    assert key.name == "jwt-key"
+    assert "items" not in volume["secret"]  # every key in the secret, whatever its kid
+
+
+TRANSPORT_FILES = {
+    "TICKPIPE_KAFKA_SASL_PASSWORD_FILE": "kafka-password",
+    "TICKPIPE_KAFKA_SSL_CA_FILE": "ca.crt",
+    "TICKPIPE_REDIS_PASSWORD_FILE": "redis-password",
+    "TICKPIPE_REDIS_CA_FILE": "ca.crt",
+}
+
+
+def _tickpipe_workloads(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {
+        w["metadata"]["name"]: w
+        for w in _workloads(docs)
+        if w["metadata"].get("labels", {}).get("app.kubernetes.io/part-of") == "tickpipe"
+    }
+
+
+def _config(docs: list[dict[str, Any]]) -> dict[str, str]:
+    (config,) = [
+        c for n, c in by_kind(docs, "ConfigMap").items() if n.startswith("tickpipe-config")
+    ]
+    return config["data"]  # type: ignore[no-any-return]
+
+
+def test_prod_transport_when_built_then_sasl_ssl_and_tls_with_each_workloads_own_secret(
+    manifests: dict[str, list[dict[str, Any]]],
+) -> None:
+    docs = manifests["prod"]
+    config = _config(docs)
+    assert config["TICKPIPE_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert config["TICKPIPE_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert config["TICKPIPE_REDIS_URL"].startswith("rediss://")
+    # No credential in the shared config: each workload brings its own.
+    assert not {v for v in config if v.endswith("_FILE") or "USERNAME" in v}
+    workloads = _tickpipe_workloads(docs)
+    assert set(workloads) == {*SERVICES, "api", "topics-create"}
+    secrets_used = set()
+    for name, w in workloads.items():
+        user = "topics" if name == "topics-create" else name
+        pod = w["spec"]["template"]["spec"]
+        c = pod["containers"][0]
+        env = _env(c)
+        assert env["TICKPIPE_KAFKA_SASL_USERNAME"] == f"tickpipe-{user}", name
+        files = {v: f for v, f in TRANSPORT_FILES.items() if v in env}
+        kafka = {"TICKPIPE_KAFKA_SASL_PASSWORD_FILE", "TICKPIPE_KAFKA_SSL_CA_FILE"}
+        # The topics Job talks to Kafka only; everything else to Redis too.
+        assert set(files) == (kafka if name == "topics-create" else set(TRANSPORT_FILES)), name
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+        for var, file_name in files.items():
+            path = Path(env[var])
+            assert path.name == file_name, (name, var)
+            mount = mounts[str(path.parent)]
+            assert mount["readOnly"] is True, name
+            secret = volumes[mount["name"]]["secret"]
+            assert secret["secretName"] == f"tickpipe-{user}-transport", name
+            assert not secret.get("optional", False), f"{name} would connect without credentials"
+            secrets_used.add(secret["secretName"])
+        # Secret files are 0440: readable through fsGroup, as uid 10001 in group 10001.
+        assert pod["securityContext"]["fsGroup"] == c["securityContext"]["runAsGroup"], name
+    assert len(secrets_used) == len(workloads)  # one Secret per workload, none shared
+
+
+def test_dev_transport_when_built_then_plaintext_without_credentials(
+    manifests: dict[str, list[dict[str, Any]]],
+) -> None:
+    docs = manifests["dev"]
+    config = _config(docs)
+    assert config.get("TICKPIPE_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT") == "PLAINTEXT"
+    assert config["TICKPIPE_REDIS_URL"].startswith("redis://")
+    for name, w in _tickpipe_workloads(docs).items():
+        env = _env(w["spec"]["template"]["spec"]["containers"][0])
+        assert not {v for v in env if v.startswith(("TICKPIPE_KAFKA_S", "TICKPIPE_REDIS_"))}, name
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -3,7 +3,8 @@
 Each container's command is the image's ENTRYPOINT (`tickpipe`, here `python -m tickpipe.cli`)
 plus its `args`; its environment is the image's ENV, then the ConfigMap (`envFrom`), then its
 `env`. Only where the brokers are (the test's) and the HTTP port/host change (a free loopback
-port). Mounted secrets become files with made-up values under the test's tmp dir. The topics Job
+port). Mounted secrets become files with made-up values under the test's tmp dir (a variable
+naming the mount itself, a directory, gets one such file in it). The topics Job
 must succeed, then every Deployment (the five services and the operator API) must answer its
 readiness and liveness probes, and stop cleanly on SIGTERM as the kubelet sends it.
 """
@@ -67,7 +68,11 @@ def _environment(
         local = tmp / "secrets" / mount["name"]
         local.mkdir(parents=True, exist_ok=True)
         for name, value in env.items():
-            if value.startswith(mount["mountPath"] + "/"):
+            if value == mount["mountPath"]:
+                # The whole mount, a directory of files (TICKPIPE_API_JWT_KEYS_FILE): one entry.
+                (local / "k1").write_text(uuid.uuid4().hex + uuid.uuid4().hex + "\n")
+                env[name] = str(local)
+            elif value.startswith(mount["mountPath"] + "/"):
                 path = local / value.removeprefix(mount["mountPath"] + "/")
                 path.write_text(uuid.uuid4().hex + uuid.uuid4().hex + "\n")  # 64 bytes
                 env[name] = str(path)

@@ -15,35 +15,43 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from tickpipe_api.auth import Role, issue_token
-    from tickpipe_api.settings import ApiSettings
+    from pydantic import ValidationError
 
-    settings = ApiSettings()
-    print(
-        issue_token(
-            settings.signing_key(),
+    from tickpipe_api.auth import Role, issue_token
+    from tickpipe_api.settings import ApiSettings, describe
+
+    # Any key the API would refuse is refused here, in one line and with no token printed.
+    try:
+        settings = ApiSettings()
+        token = issue_token(
+            settings.key_ring(),
             subject=args.sub,
             role=Role(args.role),
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
             now_s=int(time.time()),
             ttl_s=args.ttl,
+            kid=args.kid,
         )
-    )
+    except ValidationError as exc:
+        raise SystemExit(f"api token: {describe(exc)}") from None
+    except ValueError as exc:
+        raise SystemExit(f"api token: {exc}") from None
+    print(token)
     return 0
 
 
 def _tail(args: argparse.Namespace) -> int:
+    from tickpipe.app import make_kafka_bus
     from tickpipe.bus.base import BusError
-    from tickpipe.bus.kafka import KafkaBus
     from tickpipe.settings import PlatformSettings
-    from tickpipe.topics import TopicNames
     from tickpipe_api.tail import parse_time, signals, tail
 
     platform = PlatformSettings()
     stop = threading.Event()
-    # Always Kafka, whatever TICKPIPE_BUS says: no in-memory bus can be read from here.
-    bus = KafkaBus(platform.kafka_bootstrap, TopicNames(platform.topic_namespace))
+    # Always Kafka, whatever TICKPIPE_BUS says: no in-memory bus can be read from here. Its
+    # transport comes from TICKPIPE_KAFKA_SECURITY_PROTOCOL & co.; a refusal is one line.
+    bus = make_kafka_bus(platform, stop)
     source = signals(
         bus,
         parse_time(args.from_time) if args.from_time else None,
@@ -69,6 +77,10 @@ def add_parser(sub: Any) -> None:
     token.add_argument("--sub", required=True, help="subject: who the token is for")
     token.add_argument("--role", choices=["viewer", "operator", "admin"], default="viewer")
     token.add_argument("--ttl", type=int, default=8 * 3600, help="lifetime in seconds")
+    token.add_argument(
+        "--kid",
+        help="sign with this key id (default: TICKPIPE_API_JWT_SIGNING_KID or the only key)",
+    )
     token.set_defaults(func=_token)
 
 
