@@ -262,7 +262,7 @@ def _run_source(
     stop: threading.Event,
 ) -> int:
     producer = ctx.bus.producer(f"{name}-{ctx.platform.instance_id}")
-    server = HealthServer(ctx.platform.http_host, port, lambda: True).start() if port else None
+    server = HealthServer(ctx.platform.http_host, port, producer.ready).start() if port else None
     ready.set(1)
     try:
         if isinstance(source, Starts):

@@ -49,6 +49,9 @@ class BusError(RuntimeError):
 class Producer(Protocol):
     def send(self, record: OutRecord) -> None: ...
 
+    def ready(self) -> bool:
+        """False while no broker can be reached (what a source's `/readyz` reports)."""
+
     def flush(self, timeout_s: float = 30.0) -> None:
         """Block until everything sent so far is acknowledged; raise BusError on failure."""
 

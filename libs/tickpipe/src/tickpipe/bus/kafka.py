@@ -13,9 +13,11 @@ then repeats only records that changed in-memory state, which a restart rebuilds
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,6 +112,54 @@ class _Health:
         self.brokers_down = False
 
 
+class _Watchdog:
+    """Exits the process when a librdkafka call blocks far past its timeout.
+
+    librdkafka 2.x can ignore the timeout of a transactional call when the broker goes away
+    mid-transaction (send_offsets_to_transaction never returns, confluentinc/librdkafka#5456):
+    the service would stop trading silently, deaf even to SIGTERM (the Python handler cannot
+    run while the main thread is inside librdkafka). Crash-only instead: nothing of the open
+    transaction was committed, and the restart's init_transactions fences and aborts it.
+    """
+
+    GRACE_S = 10.0
+
+    def __init__(self, client_id: str) -> None:
+        self._client_id = client_id
+        self._since: float | None = None
+        self._what = ""
+        self._limit = 0.0
+        self._thread: threading.Thread | None = None
+
+    @contextmanager
+    def blocking(self, what: str, total_s: float) -> Iterator[None]:
+        self._what, self._limit = what, total_s + self.GRACE_S
+        self._since = time.monotonic()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="kafka-watchdog", daemon=True)
+            self._thread.start()
+        try:
+            yield
+        finally:
+            self._since = None
+
+    def stuck(self) -> bool:
+        since = self._since
+        return since is not None and time.monotonic() - since > SLICE_S + 1.0
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(1.0)
+            since = self._since
+            if since is not None and time.monotonic() - since > self._limit:
+                log.critical(
+                    "a Kafka call did not return: exiting to restart",
+                    extra={"call": self._what, "client_id": self._client_id},
+                )
+                logging.shutdown()
+                os._exit(1)
+
+
 def _stopped(stop: threading.Event | None) -> bool:
     return stop is not None and stop.is_set()
 
@@ -128,6 +178,7 @@ class _KafkaProducer:
         self._stop = stop
         self._timeouts = timeouts or KafkaTimeouts()
         self._health = health or _Health()
+        self._last_probe = 0.0
         conf = {
             "message.timeout.ms": int(self._timeouts.delivery_s * 1000),
             "error_cb": self._health.on_error,
@@ -159,6 +210,17 @@ class _KafkaProducer:
 
     def poll(self) -> None:
         self._rd.poll(0)
+
+    def ready(self) -> bool:
+        """No "all brokers down" from librdkafka, or a metadata request answered since."""
+        if self._health.brokers_down and time.monotonic() - self._last_probe >= SLICE_S:
+            self._last_probe = time.monotonic()
+            try:
+                self._rd.list_topics(timeout=0.5)
+                self._health.reached()
+            except KafkaException:
+                pass
+        return not self._health.brokers_down
 
     def flush(self, timeout_s: float | None = None) -> None:
         """Waits for every record's acknowledgement (librdkafka retries while the broker is
@@ -208,6 +270,7 @@ class KafkaLink:
         self._stop = stop
         self._timeouts = timeouts or KafkaTimeouts()
         self._health = _Health()
+        self._watch = _Watchdog(client_id)
         self._last_probe = 0.0
         # Offsets may be committed only for records whose batch completed: a batch polled
         # and not completed (or a failed completion) leaves its offsets uncommitted.
@@ -254,7 +317,8 @@ class KafkaLink:
         deadline = time.monotonic() + total_s
         while True:
             try:
-                call(max(0.1, min(SLICE_S, deadline - time.monotonic())))
+                with self._watch.blocking(what, total_s):
+                    call(max(0.1, min(SLICE_S, deadline - time.monotonic())))
                 return
             except KafkaException as exc:
                 err = exc.args[0] if exc.args else None
@@ -396,6 +460,8 @@ class KafkaLink:
         """Assigned partitions and a broker in reach (what `/readyz` reports). librdkafka
         says when every broker is down but not when one is back: while down, a metadata
         request (at most once a second) finds out, records or not."""
+        if self._watch.stuck():
+            return False  # inside a Kafka call past its slice: the broker is not answering
         if self._health.brokers_down and time.monotonic() - self._last_probe >= SLICE_S:
             self._last_probe = time.monotonic()
             try:

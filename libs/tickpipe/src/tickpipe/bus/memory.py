@@ -158,6 +158,9 @@ class MemoryProducer:
     def __init__(self, bus: MemoryBus) -> None:
         self._bus = bus
 
+    def ready(self) -> bool:
+        return True
+
     def send(self, record: OutRecord) -> None:
         self._bus.append(record)
 
