@@ -34,16 +34,15 @@ import orjson
 import pytest
 import redis
 
-from tests.brokers import unavailable
+from tests.integration.secure import NS, secure_pair
 from tests.polling import wait_until
 from tickpipe.app import make_cache, make_kafka_bus
-from tickpipe.bus.admin import create_topics
 from tickpipe.bus.base import BusError, OutRecord
 from tickpipe.bus.history import read_history
 from tickpipe.bus.kafka import KafkaBus
 from tickpipe.cache.redis import RedisCache, RedisSecurity, check_redis
 from tickpipe.clock import LiveClock
-from tickpipe.infra import InfraError, free_port, secure
+from tickpipe.infra import free_port
 from tickpipe.infra.secure import SecureEndpoints
 from tickpipe.infra.tls import CertificateAuthority, pem_body_lines, write_private, write_public
 from tickpipe.processes import ServiceProcesses
@@ -53,7 +52,6 @@ from tickpipe.topics import EXECUTIONS, FEATURES, ORDERS, TOPICS, TopicNames
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
-NS = "sec"
 SAMPLE = Path("data/sample/binance-spot-btcusdt-20240808.gz")
 RECORDS = 16_000
 SERVICES = ["feature", "inference", "risk", "execution"]
@@ -64,31 +62,7 @@ JWT_KEY = "secure-transport-test-jwt-key-" + "5e" * 24
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureEndpoints]:
     """A secure Kafka broker and Redis for this module, topics created as `admin`."""
-    root = tmp_path_factory.mktemp("infra-secure")
-    ports: set[int] = set()
-    while len(ports) < 4:
-        ports.add(free_port())
-    kafka, mtls, controller, redis_port = sorted(ports)
-    try:
-        found = secure.up(
-            root,
-            kafka_port=kafka,
-            mtls_port=mtls,
-            controller_port=controller,
-            redis_port=redis_port,
-            namespace=NS,
-            timeout_s=120,
-        )
-    except InfraError as exc:
-        secure.down(root)
-        unavailable(f"no secure Kafka and Redis: {exc}")
-    try:
-        create_topics(
-            found.kafka_bootstrap, TopicNames(NS), client_config=found.admin_kafka_config()
-        )
-        yield found
-    finally:
-        secure.down(root)
+    yield from secure_pair(tmp_path_factory)
 
 
 def _settings(found: SecureEndpoints, principal: str, **changes: Any) -> PlatformSettings:

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tickpipe.app import load_specs
+from tickpipe.bus.security import KafkaSecurity
 from tickpipe.cache.base import get_json
 from tickpipe.marketdata import read_binance_capture
 from tickpipe.processes import ServiceProcesses
@@ -61,8 +62,10 @@ def run_kafka(
     settings: PlatformSettings | None = None,
 ) -> Summary:
     """Five processes over Kafka and Redis; the demo counts what lands on the topics. Its
-    own clients connect as `settings` say (TICKPIPE_KAFKA_SECURITY_PROTOCOL & co.; the
-    services get the same environment)."""
+    own clients connect as `settings` say (TICKPIPE_KAFKA_SECURITY_PROTOCOL & co.), and the
+    services inherit the same environment, so they all run as the demo's principal: over
+    `tickpipe infra up --secure` that is `admin`, since the demo creates topics in a fresh
+    namespace that the per-service ACLs do not cover."""
     from tickpipe.bus.admin import create_topics
     from tickpipe.bus.kafka import KafkaBus
     from tickpipe.bus.security import kafka_client_config
@@ -134,5 +137,6 @@ def main(data: Path, kafka: bool) -> int:
         endpoints = up(Path(".tickpipe/infra"))
         bootstrap, redis_url = endpoints.kafka_bootstrap, endpoints.redis_url
     summary = run_kafka(data, bootstrap, redis_url, settings=settings)
-    print_summary(f"tickpipe demo (Kafka {bootstrap}, Redis) — {data.name}", summary)
+    transport = f"Kafka {bootstrap} {KafkaSecurity.of(settings).describe()}"
+    print_summary(f"tickpipe demo ({transport}, Redis) — {data.name}", summary)
     return 0
