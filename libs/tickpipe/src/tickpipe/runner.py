@@ -202,8 +202,10 @@ class StreamRunner:
         now = time.monotonic()
         if now - self._last_lag < every_s:
             return
-        self._last_lag = now
-        for topic, n in self._link.lag().items():
+        lag = self._link.lag()
+        if lag:  # nothing yet (no assignment, no position): ask again at the next step
+            self._last_lag = now
+        for topic, n in lag.items():
             self._labels.get(metrics.CONSUMER_LAG, topic).set(n)
 
     def step(self, timeout_s: float) -> int:
