@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 from collections.abc import Mapping, Sequence
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
+from typing import Any
 
 import orjson
 
@@ -184,7 +185,7 @@ class RiskHandler:
         self.market_ns = market_ns = max(self.market_ns, s.ts_event)
         if not self._store.available():
             # Fail closed: books that cannot be published or snapshotted must not grow.
-            return (self._refused(s, now_ns, ["state_unavailable"]),)
+            return (self._decision(s, now_ns, ["state_unavailable"]),)
         if s.bid is not None and s.ask is not None:
             # Fresh as of the signal's arrival: a dead quote feed is data quality's to report.
             mid = (Decimal(str(s.bid)) + Decimal(str(s.ask))) / 2
@@ -208,26 +209,17 @@ class RiskHandler:
         reasons = engine.decide(intent, now_ns, market_ns)
         self._circuit_gauge(key)
         ref_price = rules.round_price(price)
-        decision = RiskDecision(
-            event_id=self._ids.new(),
-            ts_event=s.ts_event,
-            ts_init=now_ns,
-            causation_id=s.event_id,
-            exchange=s.exchange,
-            symbol=s.symbol,
-            strategy_id=s.strategy_id,
-            account=self._account,
-            approved=not reasons,
-            reasons=reasons,
+        decision = self._decision(
+            s,
+            now_ns,
+            reasons,
             client_order_id=None if reasons else coid,
             side=side,
             quantity=abs(qty),
             reference_price=ref_price,
         )
-        for reason in reasons or ["approved"]:
-            child(DECISIONS, reason, s.strategy_id).inc()
         if reasons:
-            return (Emit(RISK_DECISIONS, decision),)
+            return (decision,)
         engine.accept(intent, limit_price if limit_price is not None else price, now_ns, market_ns)
         order = OrderRequest(
             event_id=self._ids.new(),
@@ -246,11 +238,12 @@ class RiskHandler:
             reference_price=ref_price,
             market_seq=s.market_seq,
         )
-        return (Emit(RISK_DECISIONS, decision), Emit(ORDERS, order))
+        return (decision, Emit(ORDERS, order))
 
-    def _refused(self, s: Signal, now_ns: int, reasons: list[str]) -> Emit:
-        """A decision refusing `s` before it is sized (no quantity, no order id)."""
-        for reason in reasons:
+    def _decision(self, s: Signal, now_ns: int, reasons: list[str], **sized: Any) -> Emit:
+        """The audited decision on `s` (approved when no reasons), counted by reason;
+        `sized`: the order's side, quantity, price and id once it was sized."""
+        for reason in reasons or ["approved"]:
             child(DECISIONS, reason, s.strategy_id).inc()
         decision = RiskDecision(
             event_id=self._ids.new(),
@@ -261,8 +254,9 @@ class RiskHandler:
             symbol=s.symbol,
             strategy_id=s.strategy_id,
             account=self._account,
-            approved=False,
+            approved=not reasons,
             reasons=reasons,
+            **sized,
         )
         return Emit(RISK_DECISIONS, decision)
 
