@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -97,6 +97,19 @@ class _Health:
 
     def __init__(self) -> None:
         self.brokers_down = False
+        self._last_probe = 0.0
+
+    def reachable(self, list_topics: Callable[..., object]) -> bool:
+        """librdkafka says when every broker is down, not when one is back: while down, a
+        metadata request (at most once a second) finds out, records or not."""
+        if self.brokers_down and time.monotonic() - self._last_probe >= SLICE_S:
+            self._last_probe = time.monotonic()
+            try:
+                list_topics(timeout=0.5)
+                self.reached()
+            except KafkaException:
+                pass  # still away
+        return not self.brokers_down
 
     def on_error(self, err: KafkaError) -> None:
         if err.code() == KafkaError._ALL_BROKERS_DOWN:
@@ -178,7 +191,6 @@ class _KafkaProducer:
         self._stop = stop
         self._timeouts = timeouts or KafkaTimeouts()
         self._health = health or _Health()
-        self._last_probe = 0.0
         conf = {
             "message.timeout.ms": int(self._timeouts.delivery_s * 1000),
             "error_cb": self._health.on_error,
@@ -212,15 +224,7 @@ class _KafkaProducer:
         self._rd.poll(0)
 
     def ready(self) -> bool:
-        """No "all brokers down" from librdkafka, or a metadata request answered since."""
-        if self._health.brokers_down and time.monotonic() - self._last_probe >= SLICE_S:
-            self._last_probe = time.monotonic()
-            try:
-                self._rd.list_topics(timeout=0.5)
-                self._health.reached()
-            except KafkaException:
-                pass
-        return not self._health.brokers_down
+        return self._health.reachable(self._rd.list_topics)
 
     def flush(self, timeout_s: float | None = None) -> None:
         """Waits for every record's acknowledgement (librdkafka retries while the broker is
@@ -271,7 +275,6 @@ class KafkaLink:
         self._timeouts = timeouts or KafkaTimeouts()
         self._health = _Health()
         self._watch = _Watchdog(client_id)
-        self._last_probe = 0.0
         # Offsets may be committed only for records whose batch completed: a batch polled
         # and not completed (or a failed completion) leaves its offsets uncommitted.
         self._in_batch = False
@@ -386,22 +389,8 @@ class KafkaLink:
         # A message without error always has topic, partition and offset.
         topic, partition, offset = str(m.topic()), int(m.partition() or 0), int(m.offset() or 0)
         self._next[(topic, partition)] = offset + 1
-        key, value = m.key(), m.value()
-        headers = m.headers() or ()
         replay = offset < self._replay_until.get((topic, partition), -1)
-        return Record(
-            replay=replay,
-            topic=self._names.logical(topic),
-            partition=partition,
-            offset=offset,
-            key=key.encode() if isinstance(key, str) else key,
-            value=value.encode() if isinstance(value, str) else (value or b""),
-            headers=tuple(
-                (k, v.encode() if isinstance(v, str) else (v or b""))
-                for k, v in (headers.items() if isinstance(headers, dict) else headers)
-            ),
-            timestamp_ms=m.timestamp()[1],
-        )
+        return _to_record(m, self._names, replay)
 
     def _offsets(self) -> list[TopicPartition]:
         return [TopicPartition(t, p, o) for (t, p), o in self._next.items()]
@@ -457,19 +446,11 @@ class KafkaLink:
         self._in_transaction = False
 
     def ready(self) -> bool:
-        """Assigned partitions and a broker in reach (what `/readyz` reports). librdkafka
-        says when every broker is down but not when one is back: while down, a metadata
-        request (at most once a second) finds out, records or not."""
+        """Assigned partitions and a broker in reach (what `/readyz` reports)."""
         if self._watch.stuck():
             return False  # inside a Kafka call past its slice: the broker is not answering
-        if self._health.brokers_down and time.monotonic() - self._last_probe >= SLICE_S:
-            self._last_probe = time.monotonic()
-            try:
-                self._consumer.list_topics(timeout=0.5)
-                self._health.reached()
-            except KafkaException:
-                pass  # still away
-        return self._assigned and not self._health.brokers_down and not self._failed
+        reachable = self._health.reachable(self._consumer.list_topics)
+        return self._assigned and reachable and not self._failed
 
     def lag(self) -> dict[str, int]:
         # Cached high watermarks come with every fetch response: no broker round trip.
@@ -508,9 +489,10 @@ class KafkaLink:
         self._in_transaction = False
 
 
-def _reader_record(m: Message, names: TopicNames) -> Record:
+def _to_record(m: Message, names: TopicNames, replay: bool = False) -> Record:
     key, value, headers = m.key(), m.value(), m.headers() or ()
     return Record(
+        replay=replay,
         topic=names.logical(str(m.topic())),
         partition=int(m.partition() or 0),
         offset=int(m.offset() or 0),
@@ -576,7 +558,7 @@ class KafkaReader:
                 # Stop rather than read on past a possible gap: a reader restarts from a time.
                 raise BusError(f"reader error: {err}")
             self._ended.discard((str(m.topic()), int(m.partition() or 0)))
-            out.append(_reader_record(m, self._names))
+            out.append(_to_record(m, self._names))
         return out
 
     def at_end(self) -> bool:
@@ -698,7 +680,7 @@ def _read_tail(
                         raise BusError(f"reading the end of {tp[0]}: {err}")
                     reading.discard(tp)  # at the end (the last stable offset)
                 elif tp in reading:
-                    record = _reader_record(m, names)
+                    record = _to_record(m, names)
                     got[tp].append(record)
                     if record.offset + 1 >= ends[tp]:
                         reading.discard(tp)
