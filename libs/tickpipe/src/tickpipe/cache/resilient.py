@@ -14,12 +14,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from tickpipe.cache.base import Cache, CacheUnavailable
 from tickpipe.telemetry.metrics import CACHE_AVAILABLE, CACHE_FAILURES
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 _Write = tuple[bytes | None, float | None]  # value (None: delete), ttl
 MAX_PROBE_INTERVAL_S = 5.0
 
@@ -130,23 +132,20 @@ class ResilientCache:
         with self._lock:
             if key in self._pending:  # written here, not yet in the store
                 return self._pending[key][0]
-            if self._down and not self.available():
-                raise CacheUnavailable("the cache is unreachable")
-            try:
-                return self._inner.get(key)
-            except Exception as exc:
-                self._failed("get", exc)
-                raise CacheUnavailable(f"the cache is unreachable: {exc!r}") from exc
+            return self._read("get", lambda: self._inner.get(key))
 
     def keys(self, prefix: str) -> list[str]:
         with self._lock:
-            if self._down and not self.available():
-                raise CacheUnavailable("the cache is unreachable")
-            try:
-                return self._inner.keys(prefix)
-            except Exception as exc:
-                self._failed("keys", exc)
-                raise CacheUnavailable(f"the cache is unreachable: {exc!r}") from exc
+            return self._read("keys", lambda: self._inner.keys(prefix))
+
+    def _read(self, op: str, call: Callable[[], T]) -> T:
+        if self._down and not self.available():
+            raise CacheUnavailable("the cache is unreachable")
+        try:
+            return call()
+        except Exception as exc:
+            self._failed(op, exc)
+            raise CacheUnavailable(f"the cache is unreachable: {exc!r}") from exc
 
     def close(self) -> None:
         self._inner.close()
