@@ -26,6 +26,7 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from tests.polling import wait_until
+from tickpipe.processes import terminate_all
 from tickpipe.runner import EVENT_TYPE
 from tickpipe.topics import TopicNames
 
@@ -223,17 +224,7 @@ class Fleet:
         if self._thread is not None:
             self._thread.join(5)
         with self._lock:
-            for p in self.procs.values():
-                if p.poll() is None:
-                    p.terminate()
-            codes = {}
-            for name, p in self.procs.items():
-                try:
-                    codes[name] = p.wait(timeout_s)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    codes[name] = p.wait()
-            return codes
+            return terminate_all(self.procs, timeout_s)
 
 
 class ReadyProbe:

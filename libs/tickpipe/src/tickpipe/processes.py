@@ -68,17 +68,7 @@ class ServiceProcesses:
 
     def stop(self, timeout_s: float = 15.0) -> dict[str, int]:
         """SIGTERM everything (services flush traces on the way out); returns exit codes."""
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.terminate()
-        codes = {}
-        for name, p in self.procs.items():
-            try:
-                codes[name] = p.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                codes[name] = p.wait()
-        return codes
+        return terminate_all(self.procs, timeout_s)
 
     def __enter__(self) -> ServiceProcesses:
         return self
@@ -96,3 +86,19 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def terminate_all(procs: Mapping[str, subprocess.Popen[bytes]], timeout_s: float) -> dict[str, int]:
+    """SIGTERM every process at once, then wait for each (SIGKILL past `timeout_s`);
+    returns the exit codes by name."""
+    for p in procs.values():
+        if p.poll() is None:
+            p.terminate()
+    codes = {}
+    for name, p in procs.items():
+        try:
+            codes[name] = p.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            codes[name] = p.wait()
+    return codes
