@@ -7,6 +7,7 @@ import random
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,52 @@ def _order_row(o: dict[str, Any]) -> tuple[str, str, str]:
     return (o["client_order_id"], o["side"], o["quantity"])
 
 
+@dataclass(frozen=True)
+class KillRun:
+    got: list[tuple[str, str, str]]  # orders.v1 after the restart, in order
+    first_log: str  # the killed process's log
+    restarted_log: str
+    replays: float  # tickpipe_replayed_total of the restarted process
+    pending: int  # records committed after the last snapshot when it was killed
+
+
+def kill_and_restart(
+    procs: ServiceProcesses,
+    producer: Any,
+    cache: Any,
+    bootstrap: str,
+    names: TopicNames,
+    namespace: str,
+    signals: list[Signal],
+    expected_orders: int,
+) -> KillRun:
+    """The scenario: risk takes half the signals, is SIGKILLed mid-stream with a replay
+    pending (records committed after its snapshot), restarts, and the rest follow."""
+    procs.start("risk")
+    procs.wait_ready(["risk"])
+    half = SIGNALS_TOTAL // 2
+    for s in signals[:half]:
+        producer.send(encode_emit(Emit(SIGNALS, s), ()))
+        producer.flush()
+        time.sleep(0.02)
+    wait_snapshot(procs, cache, namespace, "risk")
+    # Keep the stream moving while it dies, killed where records came after its snapshot.
+    moving = threading.Thread(target=_publish, args=(producer, signals[half : half + 40]))
+    moving.start()
+    try:
+        wait_consumed(procs, "risk", SIGNALS, half + 5)
+        pending = kill_with_replay_pending(procs, "risk", cache, bootstrap, names, namespace)
+    finally:
+        moving.join(60)
+    first_log = procs.log("risk")
+    for s in signals[half + 40 :]:
+        producer.send(encode_emit(Emit(SIGNALS, s), ()))
+    producer.flush()
+    procs.start("risk")
+    got = collect(bootstrap, names, ORDERS, b"order", _order_row, expected_orders)
+    return KillRun(got, first_log, procs.log("risk"), replayed(procs, "risk"), pending)
+
+
 def test_risk_when_killed_mid_stream_then_orders_are_exactly_those_of_an_uninterrupted_run(
     kafka_bootstrap: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -130,35 +177,14 @@ def test_risk_when_killed_mid_stream_then_orders_are_exactly_those_of_an_uninter
     procs = ServiceProcesses(env, tmp_path / "logs", base_port=None)
     cache = redis.Redis.from_url(redis_url)
     try:
-        procs.start("risk")
-        procs.wait_ready(["risk"])
-        half = SIGNALS_TOTAL // 2
-        for s in signals[:half]:
-            producer.send(encode_emit(Emit(SIGNALS, s), ()))
-            producer.flush()
-            time.sleep(0.02)
-        wait_snapshot(procs, cache, namespace, "risk")
-        # Keep the stream moving while it dies, killed where records came after its snapshot.
-        moving = threading.Thread(target=_publish, args=(producer, signals[half : half + 40]))
-        moving.start()
-        try:
-            wait_consumed(procs, "risk", SIGNALS, half + 5)
-            pending = kill_with_replay_pending(
-                procs, "risk", cache, kafka_bootstrap, names, namespace
-            )
-        finally:
-            moving.join(60)
-        for s in signals[half + 40 :]:
-            producer.send(encode_emit(Emit(SIGNALS, s), ()))
-        producer.flush()
-        procs.start("risk")
-        got = collect(kafka_bootstrap, names, ORDERS, b"order", _order_row, len(expected))
-        restarted_log = procs.log("risk")  # the restarted process's log
-        replays = replayed(procs, "risk")
+        run = kill_and_restart(
+            procs, producer, cache, kafka_bootstrap, names, namespace, signals, len(expected)
+        )
     finally:
         procs.stop()
         producer.close()
         cache.close()
+    got, restarted_log, replays, pending = run.got, run.restarted_log, run.replays, run.pending
 
     assert len(got) == len(set(got)), "an order was produced twice"
     assert got == expected

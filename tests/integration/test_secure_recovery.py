@@ -12,8 +12,6 @@ way to reach a broker with no plaintext listener.
 from __future__ import annotations
 
 import functools
-import threading
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,28 +21,17 @@ import redis
 from confluent_kafka import Consumer
 
 from tests.integration import recovery
-from tests.integration.recovery import (
-    collect,
-    kill_with_replay_pending,
-    replayed,
-    wait_consumed,
-    wait_snapshot,
-)
 from tests.integration.secure import NS, secure_pair
 from tests.integration.test_risk_recovery import (
     ENV,
-    SIGNALS_TOTAL,
     _expected,
     _inputs,
-    _order_row,
-    _publish,
+    kill_and_restart,
 )
 from tickpipe.bus.kafka import KafkaBus
 from tickpipe.infra.secure import SecureEndpoints
 from tickpipe.processes import ServiceProcesses
-from tickpipe.runner import encode_emit
-from tickpipe.service import Emit
-from tickpipe.topics import ORDERS, SIGNALS, TopicNames
+from tickpipe.topics import TopicNames
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -84,34 +71,13 @@ def test_risk_when_killed_mid_stream_over_sasl_ssl_then_orders_are_exactly_an_un
     procs = ServiceProcesses(env, tmp_path / "logs", base_port=None)
     cache = redis.Redis.from_url(found.redis_url, **found.admin_redis_options())
     try:
-        procs.start("risk")
-        procs.wait_ready(["risk"])
-        half = SIGNALS_TOTAL // 2
-        for s in signals[:half]:
-            producer.send(encode_emit(Emit(SIGNALS, s), ()))
-            producer.flush()
-            time.sleep(0.02)
-        wait_snapshot(procs, cache, NS, "risk")
-        # Keep the stream moving while it dies, killed where records came after its snapshot.
-        moving = threading.Thread(target=_publish, args=(producer, signals[half : half + 40]))
-        moving.start()
-        try:
-            wait_consumed(procs, "risk", SIGNALS, half + 5)
-            pending = kill_with_replay_pending(procs, "risk", cache, bootstrap, names, NS)
-        finally:
-            moving.join(60)
-        first_log = procs.log("risk")  # the killed process's log
-        for s in signals[half + 40 :]:
-            producer.send(encode_emit(Emit(SIGNALS, s), ()))
-        producer.flush()
-        procs.start("risk")
-        got = collect(bootstrap, names, ORDERS, b"order", _order_row, len(expected))
-        restarted_log = procs.log("risk")  # the restarted process's log
-        replays = replayed(procs, "risk")
+        run = kill_and_restart(procs, producer, cache, bootstrap, names, NS, signals, len(expected))
     finally:
         procs.stop()
         producer.close()
         cache.close()
+    got, first_log, restarted_log = run.got, run.first_log, run.restarted_log
+    replays, pending = run.replays, run.pending
 
     assert len(got) == len(set(got)), "an order was produced twice"
     assert got == expected
