@@ -27,9 +27,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from tickpipe.infra._process import InfraError, pid_alive, terminate
+from tickpipe.infra._process import InfraError, terminate
 from tickpipe.infra.kafka_local import MAIN_CLASS, BrokerSecurity, LocalKafka, kafka_ready
-from tickpipe.infra.manager import _locked, _pick_port, _read_state, _resolve, _write_state
+from tickpipe.infra.manager import (
+    _locked,
+    _pick_port,
+    _read_state,
+    _resolve,
+    _running,
+    _write_state,
+)
 from tickpipe.infra.redis_local import PROCESS_NAME, LocalRedis, RedisTls, redis_ready
 from tickpipe.infra.tls import CertificateAuthority, write_private, write_public
 from tickpipe.topics import (
@@ -431,14 +438,6 @@ def _endpoints(root: Path, state: Mapping[str, Any]) -> SecureEndpoints:
         files=SecureFiles(root, tuple(secure.get("principals", ()))),
         namespace=secure.get("namespace", ""),
     )
-
-
-def _running(entry: Any, needle: str) -> int | None:
-    if isinstance(entry, dict) and isinstance(entry.get("pid"), int):
-        pid: int = entry["pid"]
-        if pid_alive(pid, needle):
-            return pid
-    return None
 
 
 def _ensure_kafka(
