@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from tickpipe_risk.domain.books import Books
 from tickpipe_risk.domain.controls.circuit import CircuitBreaker
-from tickpipe_risk.domain.controls.duplicates import DuplicateGuard
+from tickpipe_risk.domain.controls.duplicates import DuplicateGuard, RecentIds
 from tickpipe_risk.domain.controls.fill_throttle import FillThrottle
 from tickpipe_risk.domain.controls.halts import Halts
 from tickpipe_risk.domain.controls.loss import LossGuard
@@ -19,29 +18,6 @@ from tickpipe_risk.domain.orders import OpenOrders
 
 ZERO = Decimal(0)
 LimitChange = tuple[str, str, str | None]  # name, value, strategy (None: every strategy)
-
-
-class RecentIds:
-    """The last `capacity` ids seen, in order: a signal delivered twice is decided once."""
-
-    def __init__(self, ids: list[str] | None = None, capacity: int = 100_000) -> None:
-        self._order: deque[str] = deque(ids or ())
-        self._set = set(self._order)
-        self._capacity = capacity
-
-    def __contains__(self, event_id: str) -> bool:
-        return event_id in self._set
-
-    def add(self, event_id: str) -> None:
-        if event_id in self._set:
-            return
-        self._set.add(event_id)
-        self._order.append(event_id)
-        if len(self._order) > self._capacity:
-            self._set.discard(self._order.popleft())
-
-    def dump(self) -> list[str]:
-        return list(self._order)
 
 
 @dataclass(frozen=True, slots=True)
