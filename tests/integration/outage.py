@@ -354,6 +354,18 @@ def caught_up(
     `topics` are quiet. A topic written in transactions (`transactional`) ends at its last
     committed record, not at its high watermark: the transaction's commit marker takes an
     offset after that record, and a consumer commits only past the records it read."""
+    return not behind(bootstrap, names, group, topics, transactional)
+
+
+def behind(
+    bootstrap: str,
+    names: TopicNames,
+    group: str,
+    topics: Iterable[str],
+    transactional: Iterable[str] = (),
+) -> dict[str, tuple[int, int]]:
+    """The partitions `group` has not committed to their end (see `caught_up`):
+    `"topic/partition": (committed, end)`."""
     in_transactions = set(transactional)
     consumer = Consumer(
         {
@@ -377,9 +389,13 @@ def caught_up(
                 if high > low:
                     ends[(physical, p)] = high
         if not ends:
-            return True
+            return {}
         tps = [TopicPartition(t, p) for t, p in ends]
         committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(tps, 10)}
-        return all(committed.get(tp, -1) >= end for tp, end in ends.items())
+        return {
+            f"{t}/{p}": (committed.get((t, p), -1), end)
+            for (t, p), end in ends.items()
+            if committed.get((t, p), -1) < end
+        }
     finally:
         consumer.close()

@@ -1,20 +1,22 @@
 """Duplicates absorbed where they arise, against real Kafka and Redis: ingest, feature,
-inference and risk as processes; ingest and feature each killed with SIGKILL mid-stream.
+inference and risk as processes; ingest, inference and feature each killed with SIGKILL
+mid-stream (risk and execution are killed so in test_risk_recovery / test_execution_recovery).
 
 - Ingest resumes: md.trades.v1 / md.quotes.v1 hold every record of the replayed slice once,
   numbered 0..n-1 without a gap or a repeat.
-- Feature is at least once: after a crash it redoes the records whose vectors it had
-  published but not committed. The kill lands wherever it lands, so the test widens that
-  window to all of it: with feature dead, its group's committed offsets are moved back to its
-  Redis snapshot's, as if it had published everything since the snapshot and committed none
-  of it. The restart redoes all of that: features.v1 and signals.v1 then hold repeats, and
-  every repeat must carry its original's event id (the ids are derived, not drawn), so that
-  orders.v1 holds no client order id twice.
+- Feature and inference are at least once: after a crash each redoes the records whose
+  outputs it had published but not committed. The kill lands wherever it lands, so the test
+  widens that window to all of it: with the service dead, its group's committed offsets are
+  moved back to its Redis snapshot's, as if it had published everything since the snapshot
+  and committed none of it. The restart redoes all of that: features.v1 and signals.v1 then
+  hold repeats, and every repeat must carry its original's event id (the ids are derived,
+  not drawn), so that orders.v1 holds no client order id twice.
 - The ids equal those an in-process run of the same handlers derives from the same records.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 import uuid
@@ -158,23 +160,33 @@ def _kill_and_resume_ingest(procs: ServiceProcesses) -> None:
     wait_until(lambda: _published(procs, "ingest") >= 500, lambda: procs.log("ingest"))
 
 
-def _kill_and_redo_feature(
-    procs: ServiceProcesses, cache: Any, bootstrap: str, names: TopicNames, namespace: str
+def _kill_and_redo(
+    procs: ServiceProcesses,
+    cache: Any,
+    bootstrap: str,
+    names: TopicNames,
+    namespace: str,
+    services: list[str],
 ) -> None:
-    """Feature dies while trades flow, then redoes everything since its snapshot."""
-    group = f"{namespace}.feature"
-    wait_snapshot(procs, cache, namespace, "feature")
-    kill_with_replay_pending(procs, "feature", cache, bootstrap, names, namespace)
-    wait_until(
-        lambda: _group_empty(bootstrap, group),
-        "the killed member never left the feature group",
-        timeout_s=40,
-    )
-    assert _rewind(bootstrap, names, group, cache, f"{namespace}:snapshot:{group}") > 0
-    procs.start("feature")
+    """Each service dies while input flows (in the given order, upstream last: a dead
+    upstream would starve the next one of input to commit), then redoes everything since
+    its snapshot."""
+    for service in services:
+        wait_snapshot(procs, cache, namespace, service)
+        kill_with_replay_pending(procs, service, cache, bootstrap, names, namespace)
+    for service in services:
+        group = f"{namespace}.{service}"
+        wait_until(
+            functools.partial(_group_empty, bootstrap, group),
+            f"the killed member never left the {service} group",
+            timeout_s=40,
+        )
+        assert _rewind(bootstrap, names, group, cache, f"{namespace}:snapshot:{group}") > 0
+    for service in services:
+        procs.start(service)
 
 
-def test_pipeline_when_ingest_and_feature_are_killed_repeats_keep_their_ids(
+def test_pipeline_when_ingest_inference_and_feature_are_killed_repeats_keep_their_ids(
     kafka_bootstrap: str, redis_url: str, tmp_path: Path
 ) -> None:
     vectors, signals, n_trades, n_quotes = _expected()
@@ -201,7 +213,7 @@ def test_pipeline_when_ingest_and_feature_are_killed_repeats_keep_their_ids(
             procs.start(name)
         procs.wait_ready(SERVICES)
         _kill_and_resume_ingest(procs)
-        _kill_and_redo_feature(procs, cache, kafka_bootstrap, names, namespace)
+        _kill_and_redo(procs, cache, kafka_bootstrap, names, namespace, ["inference", "feature"])
         assert procs.procs["ingest"].wait(60) == 0, procs.log("ingest")[-3000:]
         got = _drain(
             kafka_bootstrap, names, lambda got: {r["event_id"] for r in got[SIGNALS]} >= signals

@@ -11,12 +11,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tickpipe.arrival import ArrivalOrder
+from tickpipe.arrival import ArrivalOrder, MarketArrival
+from tickpipe.bus.memory import MemoryBus
 from tickpipe.cache.memory import MemoryCache
 from tickpipe.clock import SimClock
 from tickpipe.ids import EventIds
 from tickpipe.marketdata import read_binance_capture
-from tickpipe.messages import FeatureVector, QuoteTick, TradeTick
+from tickpipe.messages import FeatureVector, QuoteTick, TradeTick, decode
+from tickpipe.runner import StreamRunner, encode_emit
+from tickpipe.service import Emit
+from tickpipe.telemetry.tracing import make_tracer
+from tickpipe.topics import FEATURES, QUOTES, TRADES
 from tickpipe_feature.handlers import FeatureHandler
 from tickpipe_ingest.domain.validation import Validator
 from tickpipe_ingest.normalize import Normalizer
@@ -123,3 +128,73 @@ def test_feature_handler_without_arrival_numbers_would_differ() -> None:
     quotes = [i for i, e in enumerate(events) if isinstance(e, QuoteTick)]
     shuffled = [events[i] for i in _interleave(trades, quotes, random.Random(1))]
     assert _features(shuffled) != _features(events)
+
+
+def test_arrival_order_when_one_source_runs_ahead_names_it_until_the_gap_mostly_fills() -> None:
+    order: ArrivalOrder[int] = ArrivalOrder(max_held=100, pause_at=10, resume_at=2)
+    trades = list(range(3, 40, 2))  # odd numbers: trades; even: quotes, which lag
+    assert order.push("k", 0, 0, "quotes") == [0]
+    assert order.push("k", 1, 1, "trades") == [1]
+    for n in trades[:9]:
+        assert order.push("k", n, n, "trades") == []
+    assert order.ahead() == {}  # 9 held: not yet
+    order.push("k", trades[9], trades[9], "trades")
+    assert order.ahead() == {"k": "trades"}
+    released = []
+    for n in range(2, 15, 2):  # the quotes come: the trades they unblock are released
+        released += order.push("k", n, n, "quotes")
+    assert released == list(range(2, 16))
+    assert order.held("k") == 3 and order.ahead() == {"k": "trades"}  # above resume_at
+    order.push("k", 16, 16, "quotes")
+    assert order.held("k") == 2 and order.ahead() == {}  # back down to resume_at
+    assert order.skipped == 0
+
+
+def test_arrival_order_refuses_thresholds_out_of_order() -> None:
+    with pytest.raises(ValueError, match="resume_at"):
+        ArrivalOrder(max_held=10, pause_at=20)
+    with pytest.raises(ValueError, match="resume_at"):
+        ArrivalOrder(max_held=10, pause_at=5, resume_at=5)
+
+
+def _through_runner(
+    events: list[TradeTick | QuoteTick], max_held: int
+) -> tuple[list[dict[str, object]], FeatureHandler, list[int]]:
+    """Feature over a memory bus on which every trade was published before every quote (a
+    consumer that reads one topic far ahead of the other), through a real StreamRunner."""
+    bus = MemoryBus()
+    for e in sorted(events, key=lambda e: isinstance(e, QuoteTick)):
+        bus.append(encode_emit(Emit(TRADES if isinstance(e, TradeTick) else QUOTES, e), ()))
+    clock = SimClock()
+    ids = EventIds(clock, seed=1)
+    handler = FeatureHandler(ids, MemoryCache(clock), S)
+    handler.arrival = MarketArrival(max_held=max_held)
+    runner = StreamRunner(
+        service="feature",
+        group="feature",
+        handler=handler,
+        link=bus.link(group="feature", topics=[TRADES, QUOTES], client_id="feature-1"),
+        clock=clock,
+        ids=ids,
+        tracer=make_tracer("test"),
+        batch_size=50,
+    )
+    paused = []
+    while runner.step(0.0) or runner._paused:
+        paused.append(len(runner._paused))
+    vectors = []
+    for r in bus.records(FEATURES):
+        v = decode(r.value, FeatureVector.event_type)
+        assert isinstance(v, FeatureVector)
+        vectors.append(v.model_dump(exclude={"event_id", "ts_init", "causation_id"}))
+    return vectors, handler, paused
+
+
+def test_runner_when_one_topic_runs_far_ahead_pauses_it_and_computes_the_same_vectors() -> None:
+    events = _market_events(6_000)
+    n_trades = sum(isinstance(e, TradeTick) for e in events)
+    assert n_trades > 1_000  # far more than the buffer may hold below
+    vectors, handler, paused = _through_runner(events, max_held=400)
+    assert handler.arrival.skipped == 0  # no gap given up on
+    assert max(paused) == 1  # the trades partition was paused, then resumed
+    assert vectors == _features(events)

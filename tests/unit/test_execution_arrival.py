@@ -149,3 +149,37 @@ def test_paper_when_the_point_left_the_history_trades_now_and_counts_it() -> Non
     venue = h._exchange  # the counter is the venue's
     assert isinstance(venue, PaperExchange)
     assert venue.late_beyond_history == 1
+
+
+def _fills_across_restart(
+    events: list[Event], restart_at: int, **cfg: object
+) -> list[tuple[object, ...]]:
+    """As `_fills`, with execution restarted from its snapshot before `events[restart_at]`."""
+    h = handler(**cfg)
+    out = []
+    for k, e in enumerate(events):
+        if k == restart_at:
+            again = handler(**cfg)
+            again.restore(h.snapshot())
+            h = again
+        topic = "orders.v1" if isinstance(e, OrderRequest) else "md"
+        for emit in h.handle(e, topic, 0):
+            r = emit.event
+            assert isinstance(r, ExecutionReport)
+            if r.status is not OrderStatus.SUBMITTED:
+                out.append((r.client_order_id, r.status, r.last_qty, r.last_price, r.ts_event))
+    return out
+
+
+def test_paper_when_restarted_with_an_order_in_flight_still_fills_it_at_its_point() -> None:
+    market = _market()
+    orders = _orders(market, random.Random(4))
+    i, order = orders[0]
+    # The order comes 300 market events after its point; execution restarts in between.
+    late: list[Event] = [*market[: i + 300], order, *market[i + 300 : i + 400]]
+    expected = _fills([*market[: i + 1], order, *market[i + 1 : i + 400]])
+    assert expected and expected[-1][2]  # it filled
+    assert _fills_across_restart(late, restart_at=i + 200) == expected
+    # What the snapshot keeps is what makes it so: with too short a kept history the
+    # order arrives "now" and fills at another touch.
+    assert _fills_across_restart(late, restart_at=i + 200, snapshot_history=50) != expected

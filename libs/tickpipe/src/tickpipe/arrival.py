@@ -11,6 +11,14 @@ Numbering starts at 0 when ingest starts, so a fresh consumer waits for record 0
 number lower than expected is a restarted ingest (0) or a redelivery (passed on as it
 comes). A gap that does not fill (a consumer that joined mid-stream, records lost
 upstream) is skipped once `max_held` records wait behind it, and counted.
+
+A buffer is no answer to a consumer that reads one topic far ahead of the other (catching
+up on a backlog, one partition's fetches returning thousands of records first): whatever
+its size, it gives up on a gap that would have filled. So the buffer also says which
+stream runs ahead: once `pause_at` records of a key are held, `ahead()` names the source
+(the topic) they came from, until at most `resume_at` are left. The runner pauses that
+source's partition meanwhile (`tickpipe.runner`, flow control), and the other topic
+catches up; `max_held` remains the last resort for a gap that never fills.
 """
 
 from __future__ import annotations
@@ -24,16 +32,31 @@ E = TypeVar("E")
 
 
 class ArrivalOrder(Generic[E]):
-    def __init__(self, max_held: int = 2_000) -> None:
+    def __init__(
+        self, max_held: int = 2_000, pause_at: int | None = None, resume_at: int | None = None
+    ) -> None:
+        # Pausing a partition takes effect after the batch in hand (up to a few hundred
+        # more records): pause well before the last resort.
+        pause_at = max(1, max_held // 4) if pause_at is None else pause_at
+        resume_at = pause_at // 5 if resume_at is None else resume_at
+        if not 0 <= resume_at < pause_at <= max_held:
+            raise ValueError("need 0 <= resume_at < pause_at <= max_held")
         self.max_held = max_held
+        self.pause_at = pause_at
+        self.resume_at = resume_at
         self._next: dict[str, int] = {}
         self._held: dict[str, dict[int, E]] = {}
+        # Keys holding pause_at records or more (until resume_at or fewer): the source of
+        # the records held, the stream that runs ahead. Not snapshotted: the next held
+        # record names it again.
+        self._ahead: dict[str, str] = {}
         self.skipped = 0  # numbers given up on (a gap that did not fill)
         self.restarts = 0
         self.redelivered = 0
 
-    def push(self, key: str, seq: int | None, event: E) -> list[E]:
-        """`event` and any held ones it unblocks, in arrival order (maybe none yet)."""
+    def push(self, key: str, seq: int | None, event: E, source: str = "") -> list[E]:
+        """`event` and any held ones it unblocks, in arrival order (maybe none yet).
+        `source`: where the event came from (its topic), named by `ahead()`."""
         if seq is None:
             return [event]  # a producer that does not number: as it comes
         expected = self._next.get(key, 0)
@@ -45,9 +68,11 @@ class ArrivalOrder(Generic[E]):
             self.restarts += 1
             out = self._drain(key)  # what the previous run published, in its order
             self._next[key] = 0
-            return out + self.push(key, seq, event)
+            return out + self.push(key, seq, event, source)
         if seq > expected:
             held[seq] = event
+            if len(held) >= self.pause_at:
+                self._ahead[key] = source
             if len(held) <= self.max_held:
                 return []
             first = min(held)
@@ -65,16 +90,24 @@ class ArrivalOrder(Generic[E]):
             out.append(held.pop(n))
             n += 1
         self._next[key] = n
+        if len(held) <= self.resume_at:
+            self._ahead.pop(key, None)
         return out
 
     def _drain(self, key: str) -> list[E]:
         held = self._held.get(key, {})
         out = [held[s] for s in sorted(held)]
         held.clear()
+        self._ahead.pop(key, None)
         return out
 
     def held(self, key: str) -> int:
         return len(self._held.get(key, {}))
+
+    def ahead(self) -> dict[str, str]:
+        """Keys whose other stream lags (`pause_at` records held, not yet back down to
+        `resume_at`), each with the source of its held records: the one to pause."""
+        return self._ahead
 
     # -- snapshots (held records are consumed from Kafka: they must survive a restart) -----
 
@@ -93,6 +126,7 @@ class ArrivalOrder(Generic[E]):
         self._held = {
             k: {int(s): decode(e) for s, e in items} for k, items in data.get("held", {}).items()
         }
+        self._ahead = {}
 
 
 class MarketArrival(ArrivalOrder[QuoteTick | TradeTick]):

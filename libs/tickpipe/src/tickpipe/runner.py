@@ -10,6 +10,13 @@ that are not a valid event) is dead-lettered with the reason (`DecodeError`'s co
 the dead letter always fits on `dlq.v1` (`DeadLetter.of` bounds it). A header that cannot
 be read but is not needed to decode (a non-numeric `tickpipe-origin-ts`) is ignored, not
 passed on, and counted in `tickpipe_bad_headers_total`; the record is processed.
+
+Flow control: a handler that holds records back until another topic's come (`Paced`: the
+arrival buffer of market data) names the streams that run ahead; the runner pauses the
+partitions carrying them until the handler no longer names them, so a consumer catching up
+on a backlog reads its topics in step instead of overrunning the buffer. A poll that
+returns nothing while partitions are paused resumes them all: a stream that lags for good
+must not stall the others (the buffer then gives up on its gap, and counts it).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from tickpipe.service import (
     BatchHandler,
     Emit,
     Handler,
+    Paced,
     Rejected,
     ServiceContext,
     SnapshotFormat,
@@ -159,6 +167,10 @@ class StreamRunner:
         self._replayed = metrics.REPLAYED.labels(service)
         self._bad_seen: dict[tuple[str, str], int] = {}
         self._last_lag = 0.0
+        self._paced = handler if isinstance(handler, Paced) else None
+        # Paused partitions, each with the (topic, key) streams it was paused for.
+        self._paused: dict[tuple[str, int], set[tuple[str, bytes]]] = {}
+        self._paused_gauge = metrics.PAUSED_PARTITIONS.labels(service)
         self._restore()
 
     def _restore(self) -> None:
@@ -212,6 +224,8 @@ class StreamRunner:
         """Consume one batch, process it, publish and commit. Returns records consumed."""
         records = self._link.poll(self._batch_size, timeout_s, self._linger_s)
         if not records:
+            if self._paused:
+                self._resume(list(self._paused))  # nothing else to read: let them run
             self._after_commit(self._link.complete(()))
             return 0
         started = time.perf_counter()
@@ -228,8 +242,50 @@ class StreamRunner:
         self._after_commit(self._link.complete(outputs))
         self._count(metrics.MESSAGES_IN, (r.topic for r in records))
         self._count(metrics.MESSAGES_OUT, (o.topic for o in outputs))
+        if self._paced is not None:
+            self._pace(self._paced, records)
         self._batch_seconds.observe(time.perf_counter() - started)
         return len(records)
+
+    def _pace(self, handler: Paced, records: list[Record]) -> None:
+        """Pause the partitions of the streams the handler says run ahead; resume those it
+        no longer names."""
+        ahead = handler.running_ahead()
+        if not ahead and not self._paused:
+            return  # the common case
+        wanted = {(topic, key.encode()) for topic, key in ahead}
+        done = []
+        for tp, streams in self._paused.items():
+            streams.intersection_update(wanted)
+            if not streams:
+                done.append(tp)
+        self._resume(done)
+        waiting = wanted.difference(*self._paused.values())
+        if not waiting:
+            return
+        # A stream starts running ahead in the batch that pushed it over: its record is here.
+        pause: dict[tuple[str, int], set[tuple[str, bytes]]] = {}
+        for r in records:
+            stream = (r.topic, r.key or b"")
+            if stream in waiting:
+                pause.setdefault((r.topic, r.partition), set()).add(stream)
+        if not pause:
+            return
+        self._link.pause(list(pause))
+        for tp, streams in pause.items():
+            self._paused.setdefault(tp, set()).update(streams)
+            self._labels.get(metrics.FLOW_PAUSES, tp[0]).inc()
+        self._paused_gauge.set(len(self._paused))
+        log.debug("paused partitions running ahead", extra={"partitions": sorted(pause)})
+
+    def _resume(self, partitions: list[tuple[str, int]]) -> None:
+        if not partitions:
+            return
+        self._link.resume(partitions)
+        for tp in partitions:
+            del self._paused[tp]
+        self._paused_gauge.set(len(self._paused))
+        log.debug("resumed partitions", extra={"partitions": sorted(partitions)})
 
     def _count(self, counter: Any, topics: Iterable[str]) -> None:
         counts: dict[str, int] = {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar, cast, runtime_checkable
 
@@ -93,6 +93,16 @@ class Starts(Protocol):
     """
 
     def on_start(self, ctx: ServiceContext) -> Sequence[Emit]: ...
+
+
+@runtime_checkable
+class Paced(Protocol):
+    """A handler that holds input back until other input comes (an arrival buffer) and can
+    say which streams run ahead of the ones it waits for: `(topic, record key)` pairs. The
+    runner pauses the partitions carrying them until they are no longer named, so a
+    consumer catching up on a backlog reads its topics in step (flow control)."""
+
+    def running_ahead(self) -> Collection[tuple[str, str]]: ...
 
 
 @runtime_checkable

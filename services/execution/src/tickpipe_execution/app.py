@@ -12,6 +12,7 @@ import os
 from decimal import Decimal
 from typing import TYPE_CHECKING, Literal
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tickpipe.service import Handler, ServiceContext, ServiceSpec
@@ -40,6 +41,8 @@ class ExecutionSettings(BaseSettings):
     taker_fee_bps: Decimal = _PAPER.taker_fee_bps
     maker_fee_bps: Decimal = _PAPER.maker_fee_bps
     latency_ms: Decimal = Decimal(_PAPER.latency_ns) / 1_000_000
+    # Market events per instrument kept across a restart for orders still in flight.
+    snapshot_history: int = Field(_PAPER.snapshot_history, ge=0)
     exchange: str = "binance"
     sandbox: bool = True  # live against the exchange's testnet unless turned off explicitly
     timeout_ms: int = 10_000
@@ -65,6 +68,7 @@ class ExecutionSettings(BaseSettings):
             taker_fee_bps=self.taker_fee_bps,
             maker_fee_bps=self.maker_fee_bps,
             latency_ns=int(self.latency_ms * 1_000_000),
+            snapshot_history=self.snapshot_history,
         )
 
 

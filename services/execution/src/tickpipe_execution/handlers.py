@@ -33,7 +33,7 @@ from tickpipe.messages import (
 )
 from tickpipe.service import Emit, ServiceContext
 from tickpipe.telemetry.metrics import child
-from tickpipe.topics import CONTROL, EXECUTIONS, ORDERS
+from tickpipe.topics import CONTROL, EXECUTIONS, ORDERS, QUOTES, TRADES
 from tickpipe_execution.domain.events import (
     Acked,
     Cancelled,
@@ -165,8 +165,9 @@ class ExecutionHandler:
 
     def _handle(self, event: Event, now_ns: int) -> Sequence[Emit]:
         if isinstance(event, (QuoteTick, TradeTick)):
+            source = TRADES if isinstance(event, TradeTick) else QUOTES
             out: list[Emit] = []
-            for ready in self.arrival.push(event.key, event.ingest_seq, event):
+            for ready in self.arrival.push(event.key, event.ingest_seq, event, source):
                 out += self._market(ready, now_ns)
             return out
         if isinstance(event, OrderRequest):
@@ -188,6 +189,10 @@ class ExecutionHandler:
 
     def open_orders(self) -> list[Order]:
         return [o for o in self.orders.values() if o.is_open]
+
+    def running_ahead(self) -> list[tuple[str, str]]:
+        """Market streams the arrival buffer holds too much of (flow control: `Paced`)."""
+        return [(topic, key) for key, topic in self.arrival.ahead().items()]
 
     # -- state ------------------------------------------------------------------------------
 

@@ -89,11 +89,15 @@ class FeatureHandler:
         state = self._state.get(key)
         return 0 if state is None else state.recent.dropped
 
+    def running_ahead(self) -> list[tuple[str, str]]:
+        """Market streams the arrival buffer holds too much of (flow control: `Paced`)."""
+        return [(topic, key) for key, topic in self.arrival.ahead().items()]
+
     def handle(self, event: Event, topic: str, now_ns: int) -> Sequence[Emit]:
         if not isinstance(event, (TradeTick, QuoteTick)):
             return ()
         out: list[Emit] = []
-        for ready in self.arrival.push(event.key, event.ingest_seq, event):
+        for ready in self.arrival.push(event.key, event.ingest_seq, event, topic):
             if isinstance(ready, QuoteTick):
                 engine = self._instrument(ready.key).engine
                 engine.on_quote(ready.bid, ready.ask, ready.bid_size, ready.ask_size)

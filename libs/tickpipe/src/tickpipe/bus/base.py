@@ -80,6 +80,13 @@ class Link(Protocol):
         `replay=True`: they rebuild state, their outputs are not published again.
         """
 
+    def pause(self, partitions: Sequence[tuple[str, int]]) -> None:
+        """Stop fetching these (logical topic, partition)s until `resume`: records already
+        polled stay polled, nothing is skipped. A partition not assigned is ignored."""
+
+    def resume(self, partitions: Sequence[tuple[str, int]]) -> None:
+        """Fetch these again from where consumption stopped."""
+
     def ready(self) -> bool:
         """True once the member holds its partition assignment."""
 

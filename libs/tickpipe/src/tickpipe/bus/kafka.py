@@ -173,6 +173,12 @@ class _Watchdog:
                 os._exit(1)
 
 
+def _on_commit(err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+    """The outcome of an asynchronous offset commit (served by the consumer's poll)."""
+    if err is not None and err.code() != KafkaError._NO_OFFSET:
+        log.warning("offset commit failed: those records come again", extra={"error": str(err)})
+
+
 def _stopped(stop: threading.Event | None) -> bool:
     return stop is not None and stop.is_set()
 
@@ -289,6 +295,7 @@ class KafkaLink:
             **common,
             "group.id": group,
             "error_cb": self._health.on_error,
+            "on_commit": _on_commit,
             **(overrides or {}),
         }
         producer_conf = {**PRODUCER_DEFAULTS, **common}
@@ -308,8 +315,12 @@ class KafkaLink:
             [names.physical(t) for t in topics],
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
         )
         self._next: dict[tuple[str, int], int] = {}
+        self._paused: set[tuple[str, int]] = set()  # physical: asked paused (flow control)
+        self._lost = False
+        self._reassigned = False
         self._resume: dict[tuple[str, int], int] = {}
         self._replay_until: dict[tuple[str, int], int] = {}
 
@@ -348,9 +359,48 @@ class KafkaLink:
             # Setting offsets in on_assign takes effect through assign().
             consumer.assign(partitions)
         self._assigned = True
+        self._reassigned = True  # pauses are applied at the next poll, once assigned
         log.info(
             "partitions assigned", extra={"partitions": len(partitions), "resumed": len(resumed)}
         )
+
+    def pause(self, partitions: Sequence[tuple[str, int]]) -> None:
+        tps = {(self._names.physical(t), p) for t, p in partitions}
+        self._paused |= tps
+        self._set_paused(self._consumer.pause, tps & self._assignment())
+
+    def resume(self, partitions: Sequence[tuple[str, int]]) -> None:
+        # Resumed whether assigned now or not: a partition must never stay paused unseen.
+        tps = {(self._names.physical(t), p) for t, p in partitions}
+        self._paused -= tps
+        self._set_paused(self._consumer.resume, tps)
+
+    def _assignment(self) -> set[tuple[str, int]]:
+        return {(str(tp.topic), int(tp.partition)) for tp in self._consumer.assignment()}
+
+    def _set_paused(self, call: Any, tps: set[tuple[str, int]]) -> None:
+        if not tps:
+            return
+        try:
+            call([TopicPartition(t, p) for t, p in sorted(tps)])
+        except KafkaException as exc:  # a partition revoked meanwhile: not ours to pause
+            log.debug("pause/resume not applied", extra={"error": str(exc)})
+
+    def _apply_pauses(self) -> None:
+        """After an assignment, the pause state of every assigned partition is what was
+        asked: librdkafka's own across a rebalance is not relied on either way."""
+        assigned = self._assignment()
+        self._set_paused(self._consumer.pause, assigned & self._paused)
+        self._set_paused(self._consumer.resume, assigned - self._paused)
+        self._reassigned = False
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """The group dropped this member (its session timed out: the broker was away):
+        crash-only. A member that rejoined after a broker restart was seen to fetch nothing
+        from some of its partitions again (transactional services, librdkafka 2.x); a
+        restart resumes from the committed offsets, and nothing uncommitted was lost."""
+        self._on_revoke(consumer, partitions)
+        self._lost = True
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Offsets of a batch in flight are dropped: its records are redelivered to the next
@@ -361,7 +411,12 @@ class KafkaLink:
     def poll(self, max_records: int, timeout_s: float, linger_s: float = 0.0) -> list[Record]:
         # consume(n, t) waits all of t unless n arrive: block on the first record only,
         # then take whatever else is already fetched.
+        if self._reassigned:
+            self._apply_pauses()
         first = self._consumer.poll(timeout_s)
+        if self._lost:
+            self._failed = True  # the batch in flight, if any, is not this member's now
+            raise BusError("the consumer group dropped this member: restart to rejoin")
         if first is None:
             return []
         self._in_batch = True  # polled again before completing: the batch grows
@@ -417,7 +472,11 @@ class KafkaLink:
                 if outputs:
                     self._producer.flush()
                 if self._next:
-                    self._consumer.commit(offsets=self._offsets(), asynchronous=False)
+                    # Asynchronous: a synchronous commit blocks, deaf to the stop event and
+                    # serving no callbacks (so not seeing the broker gone), for as long as
+                    # the broker is away. The outputs are acknowledged already; a commit
+                    # that fails only means those records come again (at least once).
+                    self._consumer.commit(offsets=self._offsets(), asynchronous=True)
         except (KafkaException, BusError) as exc:
             # Crash-only: nothing of this batch is committed (a transaction is aborted); the
             # process restarts and resumes from the last committed offsets.

@@ -179,6 +179,7 @@ class MemoryLink:
         self.client_id = client_id
         self._positions: dict[tuple[str, int], int] = {}
         self._replay_until: Offsets = {}
+        self._paused: set[tuple[str, int]] = set()
         self._closed = False
 
     def _assign(
@@ -192,6 +193,8 @@ class MemoryLink:
         heads: list[tuple[int, int, tuple[str, int]]] = []
         buffers: dict[tuple[str, int], list[_Entry]] = {}
         for i, (tp, pos) in enumerate(sorted(self._positions.items())):
+            if tp in self._paused:
+                continue
             entries = self._bus.entries_from(tp[0], tp[1], pos, max_records)
             if entries:
                 buffers[tp] = entries
@@ -229,6 +232,12 @@ class MemoryLink:
                 self._positions[tp] = offset
                 if committed > offset:
                     self._replay_until[tp] = committed
+
+    def pause(self, partitions: Sequence[tuple[str, int]]) -> None:
+        self._paused.update(tp for tp in partitions if tp in self._positions)
+
+    def resume(self, partitions: Sequence[tuple[str, int]]) -> None:
+        self._paused.difference_update(partitions)
 
     def ready(self) -> bool:
         return not self._closed

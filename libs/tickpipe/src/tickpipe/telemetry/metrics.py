@@ -59,6 +59,15 @@ REPLAYED = Counter(
     "Records consumed again after a restart to rebuild state (outputs not republished).",
     ["service"],
 )
+FLOW_PAUSES = Counter(
+    "tickpipe_flow_pauses",
+    "Partitions paused because the stream they carry ran ahead of another the handler "
+    "waits for (catching up on a backlog).",
+    ["service", "topic"],
+)
+PAUSED_PARTITIONS = Gauge(
+    "tickpipe_paused_partitions", "Partitions paused for flow control now.", ["service"]
+)
 READY = Gauge("tickpipe_ready", "1 when the service is connected and assigned.", ["service"])
 CONSUMER_LAG = Gauge(
     "tickpipe_consumer_lag", "Records behind the end of the topic.", ["service", "topic"]

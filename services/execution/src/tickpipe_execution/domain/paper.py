@@ -15,9 +15,12 @@
   when the market trades *through* it (strictly: at-price prints are assumed to fill the
   queue ahead of us), for at most the volume that traded through — one print's volume is
   shared by the resting orders in arrival order.
-- A quote only moves the touch; it never triggers a fill. So the runner may skip a quote
-  superseded by the next one (`latest_only`) without changing any output: what fills, and
-  at what price, is decided on order arrival, on trades and on commands.
+- A quote only moves the touch; it never triggers a fill: what fills, and at what price, is
+  decided on order arrival, on trades and on commands. Prices stay the floats they came as
+  until an order prices on them (then `Decimal(str(x))`, exactly as received): most quotes
+  and trades never meet an order.
+- The recent history is snapshotted with the book (its newest `snapshot_history` events per
+  instrument), so an order in flight across a restart still fills at its point.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from itertools import islice
 from typing import Any
 
 from tickpipe.messages import Liquidity, OrderType, Side
@@ -45,6 +49,7 @@ class PaperConfig:
     tick_size: Decimal = Decimal("0.01")
     latency_ns: int = 0
     history: int = 20_000  # market events kept per instrument for orders that arrive late
+    snapshot_history: int = 2_000  # of those, the newest kept across a restart
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,14 +59,40 @@ class Tick:
     seq: int | None
     ts: int  # market time after the event
     touch: Touch | None
-    trade: tuple[Decimal, Decimal] | None  # (price, size) for a trade
+    trade: tuple[float, float] | None  # (price, size) for a trade, as received
+
+    def to_json(self) -> list[Any]:
+        t, trade = self.touch, self.trade
+        return [
+            self.seq,
+            self.ts,
+            *((None, None, None) if t is None else (t.bid, t.ask, t.ts)),
+            *((None, None) if trade is None else trade),
+        ]
+
+    @classmethod
+    def from_json(cls, d: list[Any]) -> Tick:
+        seq, ts, bid, ask, touch_ts, price, size = d
+        touch = None if bid is None else Touch(float(bid), float(ask), int(touch_ts))
+        trade = None if price is None else (float(price), float(size))
+        return cls(seq, int(ts), touch, trade)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Touch:
-    bid: Decimal
-    ask: Decimal
+    """The touch as quoted (floats); `Decimal` when an order prices on it."""
+
+    bid: float
+    ask: float
     ts: int
+
+    @property
+    def bid_price(self) -> Decimal:
+        return Decimal(str(self.bid))
+
+    @property
+    def ask_price(self) -> Decimal:
+        return Decimal(str(self.ask))
 
 
 @dataclass(frozen=True)
@@ -134,24 +165,34 @@ class PaperExchange:
         self._market_ts: dict[str, int] = {}
         self._book: dict[str, PaperOrder] = {}  # insertion order is arrival (time) priority
         self._pending: dict[str, None] = {}  # not yet active (latency): an ordered set
-        self._ticks: dict[str, deque[Tick]] = {}  # recent market events, not snapshotted
+        self._ticks: dict[str, deque[Tick]] = {}  # recent market events
         self.late_beyond_history = 0  # orders whose point had left the history
 
     # -- state ------------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
+        keep = self.config.snapshot_history
         return {
-            "touch": {k: [str(t.bid), str(t.ask), t.ts] for k, t in self._touch.items()},
+            "touch": {k: [t.bid, t.ask, t.ts] for k, t in self._touch.items()},
             "ts": self._market_ts,
             "book": [o.to_json() for o in self._book.values()],
+            "ticks": {
+                k: [t.to_json() for t in islice(ticks, max(0, len(ticks) - keep), None)]
+                for k, ticks in self._ticks.items()
+            },
         }
 
     def restore(self, data: dict[str, Any]) -> None:
+        # Older snapshots wrote prices as decimal strings of the floats received: float()
+        # gives those floats back.
         self._touch = {
-            k: Touch(Decimal(str(b)), Decimal(str(a)), int(ts))
-            for k, (b, a, ts) in data["touch"].items()
+            k: Touch(float(b), float(a), int(ts)) for k, (b, a, ts) in data["touch"].items()
         }
         self._market_ts = {k: int(v) for k, v in data["ts"].items()}
+        self._ticks = {
+            k: deque((Tick.from_json(t) for t in ticks), maxlen=self.config.history)
+            for k, ticks in data.get("ticks", {}).items()
+        }
         self._book = {}
         self._pending = {}
         for raw in data["book"]:
@@ -192,14 +233,14 @@ class PaperExchange:
     def _advance(self, key: str, ts: int) -> None:
         self._market_ts[key] = max(self._market_ts.get(key, ts), ts)
 
-    def _record(self, key: str, seq: int | None, trade: tuple[Decimal, Decimal] | None) -> None:
+    def _record(self, key: str, seq: int | None, trade: tuple[float, float] | None) -> None:
         ticks = self._ticks.get(key)
         if ticks is None:
             ticks = self._ticks[key] = deque(maxlen=self.config.history)
         ticks.append(Tick(seq, self._market_ts[key], self._touch.get(key), trade))
 
     def on_quote(self, key: str, bid: float, ask: float, ts: int, seq: int | None = None) -> None:
-        self._touch[key] = Touch(Decimal(str(bid)), Decimal(str(ask)), ts)
+        self._touch[key] = Touch(bid, ask, ts)
         self._advance(key, ts)
         self._record(key, seq, None)
 
@@ -207,17 +248,19 @@ class PaperExchange:
         self, key: str, price: float, size: float, ts: int, seq: int | None = None
     ) -> list[VenueEvent]:
         self._advance(key, ts)
-        px, volume = Decimal(str(price)), Decimal(str(size))
-        self._record(key, seq, (px, volume))
+        self._record(key, seq, (price, size))
         out = self._activate_due(key, seq)
-        return out + self._trade_through(key, px, volume, self._market_ts[key])
+        return out + self._trade_through(key, price, size, self._market_ts[key])
 
     def _trade_through(
-        self, key: str, px: Decimal, volume: Decimal, ts: int, only: str | None = None
+        self, key: str, price: float, size: float, ts: int, only: str | None = None
     ) -> list[VenueEvent]:
         """Resting limit orders the print trades through, in time priority (`only`: one
         order, replaying the history for it)."""
         out: list[VenueEvent] = []
+        if not self._book:
+            return out  # nothing rests: the print needs no Decimal
+        px, volume = Decimal(str(price)), Decimal(str(size))
         for o in list(self._book.values()):
             if volume <= 0:
                 break
@@ -356,7 +399,9 @@ class PaperExchange:
         price = self._taker_price(o.side, touch)
         limit = o.limit_price
         if limit is not None:
-            if (o.side == "buy" and touch.ask > limit) or (o.side == "sell" and touch.bid < limit):
+            if (o.side == "buy" and touch.ask_price > limit) or (
+                o.side == "sell" and touch.bid_price < limit
+            ):
                 return out  # not marketable: rests
             price = min(price, limit) if o.side == "buy" else max(price, limit)
         out.append(self._fill(o, o.leaves, price, Liquidity.TAKER, ts))
@@ -389,7 +434,7 @@ class PaperExchange:
 
     def _taker_price(self, side: Side, touch: Touch) -> Decimal:
         slip = self.config.slippage_bps / BPS
-        raw = touch.ask * (1 + slip) if side == "buy" else touch.bid * (1 - slip)
+        raw = touch.ask_price * (1 + slip) if side == "buy" else touch.bid_price * (1 - slip)
         tick = self.config.tick_size
         return (raw / tick).to_integral_value() * tick
 

@@ -8,17 +8,19 @@ exits on a bus failure (crash-only: `run_service` returns 1) is restarted, as a 
 would; the restarts are written to `outage-summary.json` in the test's tmp dir. Every
 service's /readyz says 503 while the broker is away, and 200 once it is back.
 
-Not collected by `make test` (its name): this guarantee does not hold yet, and the scenario
-is kept to reproduce why. Run it by path:
-`.venv/bin/python -m pytest tests/integration/broker_outage_scenario.py`. Found with it:
+What it found, now fixed and covered here:
 - librdkafka can block in send_offsets_to_transaction past its timeout when the broker dies
-  mid-transaction (confluentinc/librdkafka#5456); the link's watchdog now exits the process
+  mid-transaction (confluentinc/librdkafka#5456): the link's watchdog exits the process
   (crash-only) after the transaction timeout, and /readyz is 503 while a call blocks;
-- after a restart with a backlog, a consumer that reads one topic thousands of records ahead
-  of the other overruns `tickpipe.arrival`'s hold limit and releases trades before their
-  quotes: the vectors then carry a stale touch, so fills differ from the uninterrupted run;
-- the paper exchange's recent-trade history is not in execution's snapshot, so an order in
-  flight across an execution restart fills at the touch of its arrival, not its point.
+- a synchronous offset commit blocked for as long as the broker was away, serving no
+  callbacks (so /readyz stayed 200): plain links commit asynchronously, after the acks;
+- a member dropped by its group (session timed out while the broker was away) that rejoined
+  fetched nothing from some partitions again: a lost assignment now exits (crash-only);
+- a consumer catching up on a backlog read one topic thousands of records ahead of the
+  other and overran `tickpipe.arrival`'s hold limit: the runner pauses the partition that
+  runs ahead (flow control);
+- the paper exchange's recent-trade history was not in execution's snapshot, so an order in
+  flight across a restart filled at the touch of its arrival, not its point.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from tests.integration.outage import (
     NS,
     Fleet,
     ReadyProbe,
-    caught_up,
+    behind,
     kill_group,
     metric,
     read_topic,
@@ -125,19 +127,21 @@ def _kill_broker(kafka: LocalKafka) -> None:
     terminate(pid, 10, MAIN_CLASS)  # reaped
 
 
-def _drained(bootstrap: str, names: TopicNames, namespace: str) -> bool:
-    """Each stage has committed all its input, in pipeline order: outputs are acknowledged
-    before inputs are committed, so then every output is on its topic."""
+def _lagging(bootstrap: str, names: TopicNames, namespace: str) -> dict[str, object]:
+    """The stages that have not committed all their input, in pipeline order, with the
+    partitions behind (none: every output is on its topic, since outputs are acknowledged
+    before inputs are committed)."""
     stages: list[tuple[str, list[str], list[str]]] = [
         ("feature", [TRADES, QUOTES], []),
         ("inference", [FEATURES], []),
         ("risk", [SIGNALS, QUALITY], []),
         ("execution", [ORDERS, TRADES, QUOTES], [ORDERS]),
     ]
-    return all(
-        caught_up(bootstrap, names, f"{namespace}.{service}", topics, transactional)
+    lag = {
+        service: behind(bootstrap, names, f"{namespace}.{service}", topics, transactional)
         for service, topics, transactional in stages
-    )
+    }
+    return {service: partitions for service, partitions in lag.items() if partitions}
 
 
 def test_broker_killed_for_20s_mid_stream_then_fills_equal_an_uninterrupted_run(
@@ -164,7 +168,7 @@ def test_broker_killed_for_20s_mid_stream_then_fills_equal_an_uninterrupted_run(
     probe = ReadyProbe(fleet, SERVICES)
     at: dict[str, int] = {}  # when each step happened, wall ns
     try:
-        _run(fleet, probe, broker, at, lambda: _drained(bootstrap, names, namespace))
+        _run(fleet, probe, broker, at, lambda: _lagging(bootstrap, names, namespace))
     except AssertionError as exc:
         # A service that hangs says where: every live one's stack, also in its log.
         fleet.dump_stacks(STREAM)
@@ -208,7 +212,7 @@ def _run(
     probe: ReadyProbe,
     broker: LocalKafka,
     at: dict[str, int],
-    drained: Callable[[], bool],
+    lagging: Callable[[], dict[str, object]],
 ) -> None:
     """The pipeline on the sample, the broker killed mid-stream and started again after
     OUTAGE_S, then until every stage has consumed everything."""
@@ -244,8 +248,8 @@ def _run(
     wait_until(lambda: fleet.ended("ingest"), fleet.logs_tail, 180)
     at["ingest_ended"] = time.time_ns()
     wait_until(
-        drained,
-        lambda: f"some stage never consumed all its input\n{fleet.logs_tail(chars=800)}",
+        lambda: not lagging(),
+        lambda: f"never consumed all their input: {lagging()}\n{fleet.logs_tail(chars=800)}",
         60,
         interval_s=1.0,
     )
