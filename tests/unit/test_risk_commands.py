@@ -404,6 +404,20 @@ def test_signal_when_volatility_spikes_opens_circuit_for_the_symbol() -> None:
     assert _decide(handler, 3, symbol="ETH/USDT", volatility=0.001).approved
 
 
+def test_signal_when_volatility_spike_delivered_again_keeps_the_first_cooldown() -> None:
+    handler = _handler(breaker=BreakerConfig(max_volatility=0.002))  # open for 30 s
+    spike = f.signal(event_id="01SPIKE", volatility=0.0021)
+    handler.handle(spike, SIGNALS, f.T0)  # opens BTC's breaker at T0
+    at = f.T0 + 20 * S
+    _decide(handler, 2, at, symbol="ETH/USDT", ts_event=at, **ETH_TOUCH)  # market time +20 s
+
+    # Inference delivers at least once: the copy was decided, it does not trip again.
+    assert handler.handle(spike, SIGNALS, at) == ()
+
+    at = f.T0 + 31 * S
+    assert _decide(handler, 3, at, ts_event=at).approved  # half-open: a probe
+
+
 def test_limit_orders_when_configured_price_marketable_toward_reference() -> None:
     handler = _handler(order_type=OrderType.LIMIT, limit_offset_bps=D(5))
 

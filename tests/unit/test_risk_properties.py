@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.unit import factories as f
@@ -152,6 +152,7 @@ class Record:
     breakers: dict[str, Breaker] = field(default_factory=dict)
     position_caps: dict[str, Decimal] = field(default_factory=dict)  # set_limit per strategy
     account_drawdown: Decimal = ACCOUNT.max_drawdown or D(0)  # set_limit
+    signals: set[str] = field(default_factory=set)  # event ids delivered
 
     # views, recomputed from the record every time
 
@@ -448,6 +449,12 @@ class Run:
     def send(self, sig: Signal) -> None:
         self.last_signal = sig
         rec = self.rec
+        if sig.event_id in rec.signals:
+            # Delivered again: the first copy was decided, this one changes nothing (not
+            # market time, the touch, or the breaker: a volatility spike does not re-trip).
+            assert self.handle(sig, SIGNALS) == []
+            return
+        rec.signals.add(sig.event_id)
         rec.market = max(rec.market, sig.ts_event)
         if sig.bid is not None and sig.ask is not None:
             rec.refs[sig.key] = ((D(str(sig.bid)) + D(str(sig.ask))) / 2, sig.ts_init)
@@ -645,6 +652,16 @@ PROPERTY = settings(max_examples=80, deadline=None, suppress_health_check=[Healt
 
 @PROPERTY
 @given(trading)
+@example(  # a volatility spike delivered again, after market time moved, is not a new trip
+    [
+        ("signal", 0, 0, 0.02, 0.0004, 0, True, 0),  # trend sells BTC
+        ("signal", 0, 1, 0.02, 0.0004, 0, True, 0),  # and ETH
+        ("signal", 0, 1, 0.02, 0.006, 0, False, 0),  # a spike opens ETH's breaker
+        ("fill", 0, False, False, D("1.0002"), 6 * S),  # BTC fills: market time +6 s
+        ("resend", 0),  # the spike again: ignored, the cooldown is not restarted
+        ("retry", 0),  # ETH's order cancelled (half-open: closes), its signal sent anew
+    ]
+)
 def test_risk_when_any_trading_sequence_of_market_orders_decides_exactly_on_the_limits(
     steps: list[tuple[Any, ...]],
 ) -> None:
