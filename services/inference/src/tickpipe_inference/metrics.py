@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Gauge
 
-from tickpipe.telemetry.metrics import LATENCY_BUCKETS
+from tickpipe.telemetry.metrics import LATENCY_BUCKETS, Counter, Histogram
 
 MODEL_INFO = Gauge("tickpipe_model_info", "1 for the model version serving.", ["version"])
 MODEL_RELOADS = Counter("tickpipe_model_reloads", "Model reload commands.", ["outcome"])

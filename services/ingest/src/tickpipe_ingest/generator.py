@@ -18,6 +18,7 @@ from tickpipe.clock import Clock, SimClock
 from tickpipe.marketdata import SyntheticConfig, SyntheticMarket
 from tickpipe.service import Emit
 from tickpipe_ingest.normalize import Normalizer
+from tickpipe_ingest.replay import PACE_SLACK_S
 
 
 class GeneratorSource:
@@ -55,7 +56,7 @@ class GeneratorSource:
                 sim.advance_to(item.ts_event)
             elif self._paced:
                 delay = started + (item.ts_event - start_ns) / 1e9 - time.monotonic()
-                if delay > 0:
+                if delay > PACE_SLACK_S:
                     self._sleep(delay)
             else:
                 last_ts = max(last_ts + 1, self._clock.now_ns())

@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Gauge
+
+from tickpipe.telemetry.metrics import Counter, Histogram
 
 # Live feeds lag by milliseconds to seconds; a minute or more means something is wrong.
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0)

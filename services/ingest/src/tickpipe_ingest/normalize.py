@@ -102,7 +102,11 @@ class Normalizer:
         """The record's event in order with the data-quality events: `degraded` ones reported
         so far (a gap the record reveals, a stale stream) before it, and `healthy` after it
         when it is the first record of a degraded stream."""
-        return self._with_quality(self(item))
+        emit = self(item)
+        quality = self.quality
+        if quality is None or quality.quiet:  # the common case: one event, nothing around it
+            return [emit]
+        return self._with_quality(emit)
 
     def quality_emits(self) -> list[Emit]:
         """`degraded` events reported while no record came (a silent, stale feed)."""

@@ -41,6 +41,9 @@ class QualityReporter:
         self._lock = threading.Lock()
         self._pending: list[DataQualityEvent] = []  # reported, not yet published
         self._degraded: set[StreamKey] = set()  # published degraded, awaiting a record
+        # Nothing pending and nothing degraded: `take` has nothing to give. Read without the
+        # lock on every record (a report racing with it is taken with the next record).
+        self.quiet = True
 
     def report(self, event: DataQualityEvent) -> None:
         fields = dataclasses.asdict(event)
@@ -63,6 +66,7 @@ class QualityReporter:
         with self._lock:
             self._pending.append(event)
             self._degraded.add(stream_key(event))
+            self.quiet = False
         if self.on_event is not None:
             self.on_event(event)
 
@@ -78,4 +82,5 @@ class QualityReporter:
             healed = published is not None and published in self._degraded
             if published is not None and healed:
                 self._degraded.discard(published)
+            self.quiet = not self._pending and not self._degraded
         return pending, healed

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Gauge
+
+from tickpipe.telemetry.metrics import Counter
 
 DECISIONS = Counter(
     "tickpipe_risk_decisions", "Risk decisions by reason code.", ["reason", "strategy"]

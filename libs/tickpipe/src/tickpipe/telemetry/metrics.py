@@ -2,9 +2,95 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterable
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
+import prometheus_client
+from prometheus_client import Gauge
+from prometheus_client.values import MutexValue
+
+
+class Counter(prometheus_client.Counter):
+    """prometheus_client's Counter with a cheaper `inc` for the per-record paths.
+
+    The library's `inc` checks observability (two attribute tests and a call) and then calls
+    the value's own `inc`; here a child (the only kind that is ever incremented) knows it is
+    observable once its value exists, and takes the value's lock itself: the same lock and
+    the same float, fewer Python calls (0.24-0.31 -> 0.18-0.24 µs on the dev VM). Exemplars,
+    negative amounts and the multiprocess value class take the library's path.
+    """
+
+    _fast = False  # set on children whose value is the plain in-process MutexValue
+
+    def _metric_init(self) -> None:
+        super()._metric_init()
+        self._fast = type(self._value) is MutexValue
+
+    def inc(self, amount: float = 1, exemplar: dict[str, str] | None = None) -> None:
+        if self._fast and exemplar is None and amount >= 0:
+            value: Any = self._value
+            with value._lock:
+                value._value += amount
+        else:
+            super().inc(amount, exemplar)
+
+
+class Histogram(prometheus_client.Histogram):
+    """prometheus_client's Histogram with a cheaper `observe` for the per-record paths.
+
+    The library walks the buckets in a Python loop (`enumerate` and a compare per bucket)
+    and calls `inc` on two values; here the bucket is a `bisect` (C) and the two values are
+    updated under their own locks directly: the same state, 0.58-0.87 -> 0.37-0.45 µs an
+    observation on the dev VM (tests/unit/test_fast_metrics.py compares the samples).
+    `observe_many` records a batch's observations with one lock round per bucket touched.
+    NaN, exemplars and the multiprocess value class take the library's path.
+    """
+
+    _fast = False
+
+    def _metric_init(self) -> None:
+        super()._metric_init()
+        self._fast = type(self._sum) is MutexValue and all(
+            type(b) is MutexValue for b in self._buckets
+        )
+
+    def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
+        if self._fast and exemplar is None:
+            bounds = self._upper_bounds
+            i = bisect_left(bounds, amount)
+            if amount <= bounds[i]:  # False only for NaN: the library's path below
+                total: Any = self._sum
+                with total._lock:
+                    total._value += amount
+                bucket: Any = self._buckets[i]
+                with bucket._lock:
+                    bucket._value += 1
+                return
+        super().observe(amount, exemplar)
+
+    def observe_many(self, amounts: Iterable[float]) -> None:
+        """`observe` each amount (e.g. a consumed batch's per-record times) at once."""
+        if not self._fast:
+            for amount in amounts:
+                self.observe(amount)
+            return
+        bounds = self._upper_bounds
+        counts: dict[int, int] = {}
+        added = 0.0
+        for amount in amounts:
+            i = bisect_left(bounds, amount)
+            if amount <= bounds[i]:  # NaN is not: counted in the sum only, as the library does
+                counts[i] = counts.get(i, 0) + 1
+            added += amount
+        total: Any = self._sum
+        with total._lock:
+            total._value += added
+        for i, n in counts.items():
+            bucket: Any = self._buckets[i]
+            with bucket._lock:
+                bucket._value += n
+
 
 # Latency buckets from 100 µs to 5 s: the pipeline's budget is milliseconds.
 LATENCY_BUCKETS = (
