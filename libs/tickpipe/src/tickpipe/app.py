@@ -16,6 +16,7 @@ from tickpipe.bus.base import Bus, BusError
 from tickpipe.cache.base import Cache
 from tickpipe.cache.memory import MemoryCache
 from tickpipe.clock import Clock, LiveClock
+from tickpipe.gctune import tune_for_streaming
 from tickpipe.ids import EventIds
 from tickpipe.runner import SourceRunner, StreamRunner
 from tickpipe.service import (
@@ -232,6 +233,7 @@ def _serve(
     server = HealthServer(settings.http_host, port, runner.ready).start() if port else None
     try:
         runner.start(ctx)
+        tune_for_streaming()  # start-up done: what exists now lives as long as the process
         log.info(
             "started",
             extra={

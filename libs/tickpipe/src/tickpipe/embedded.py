@@ -19,6 +19,7 @@ from tickpipe.bus.memory import MemoryBus
 from tickpipe.cache.base import Cache
 from tickpipe.cache.memory import MemoryCache
 from tickpipe.clock import SimClock
+from tickpipe.gctune import streaming_gc
 from tickpipe.ids import EventIds
 from tickpipe.runner import SourceRunner, StreamRunner
 from tickpipe.service import Emit, Handler, ServiceContext, ServiceSpec, Source, Starts, Stops
@@ -92,14 +93,15 @@ class EmbeddedPipeline:
     def run(self, chunk: int = 64, on_progress: Callable[[int], None] | None = None) -> int:
         """Drain every source through the pipeline; returns source events published."""
         published = 0
-        for source, runner in self._sources:
-            events: Iterator[Emit] = iter(source)
-            while batch := list(islice(events, chunk)):
-                published += runner.publish(batch)
-                self.pump()
-                if on_progress:
-                    on_progress(len(batch))
-        self.pump()
+        with streaming_gc():
+            for source, runner in self._sources:
+                events: Iterator[Emit] = iter(source)
+                while batch := list(islice(events, chunk)):
+                    published += runner.publish(batch)
+                    self.pump()
+                    if on_progress:
+                        on_progress(len(batch))
+            self.pump()
         return published
 
     def close(self) -> None:
