@@ -75,17 +75,32 @@ def wait_consumed(procs: ServiceProcesses, service: str, topic: str, n: int) -> 
     wait_until(lambda: consumed(procs, service, topic) >= n, lambda: procs.log(service)[-2000:])
 
 
+def _snapshot_keys(cache: Any, namespace: str, service: str) -> list[str]:
+    """The service's snapshot keys in the cache (without the namespace): one, or one per
+    partition for keyed state (`snapshot:<group>:p<n>`, tickpipe.service.KeyedState)."""
+    key = f"snapshot:{namespace}.{service}"
+    found = [k.decode() for k in cache.keys(f"{namespace}:{key}:p*")]
+    parts = sorted(k.removeprefix(f"{namespace}:") for k in found)
+    return parts or ([key] if cache.get(f"{namespace}:{key}") is not None else [])
+
+
 def wait_snapshot(procs: ServiceProcesses, cache: Any, namespace: str, service: str) -> None:
     """Until the service has saved a state snapshot, a kill would test nothing."""
-    key = f"{namespace}:snapshot:{namespace}.{service}"
-    wait_until(lambda: cache.get(key) is not None, lambda: procs.log(service)[-2000:])
+    wait_until(
+        lambda: bool(_snapshot_keys(cache, namespace, service)),
+        lambda: procs.log(service)[-2000:],
+    )
 
 
-def _snapshot_offsets(cache: Any, namespace: str, service: str) -> Offsets:
-    key = f"{namespace}:snapshot:{namespace}.{service}"
-    snapshot = SnapshotStore(cast(Cache, cache), key).load()
-    assert snapshot is not None, f"{service} has no snapshot"
-    return snapshot.offsets
+def snapshot_offsets(cache: Any, namespace: str, service: str) -> Offsets:
+    """The offsets the service's state snapshot (or its partitions' together) is at."""
+    offsets: Offsets = {}
+    for key in _snapshot_keys(cache, namespace, service):
+        snapshot = SnapshotStore(cast(Cache, cache), f"{namespace}:{key}").load()
+        assert snapshot is not None, f"{service}: {key} vanished"
+        offsets.update(snapshot.offsets)
+    assert offsets, f"{service} has no snapshot"
+    return offsets
 
 
 def _committed(bootstrap: str, names: TopicNames, group: str, partitions: Iterable[Any]) -> Offsets:
@@ -141,9 +156,9 @@ def kill_with_replay_pending(
         snapshot: Offsets = {}
         before: Offsets | None = None
         while snapshot != before:
-            before = _snapshot_offsets(cache, namespace, service)
+            before = snapshot_offsets(cache, namespace, service)
             committed = _committed(bootstrap, names, group, before)
-            snapshot = _snapshot_offsets(cache, namespace, service)
+            snapshot = snapshot_offsets(cache, namespace, service)
         pending = sum(max(0, committed.get(tp, -1) - o) for tp, o in snapshot.items())
         if pending > 0:
             proc.kill()  # SIGKILL: no flush, no final commit, no goodbye

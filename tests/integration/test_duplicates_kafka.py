@@ -22,7 +22,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import orjson
 import pytest
@@ -33,13 +33,13 @@ from confluent_kafka.admin import AdminClient
 from tests.integration.recovery import (
     kill_with_replay_pending,
     service_env,
+    snapshot_offsets,
     wait_snapshot,
     wait_until,
 )
 from tickpipe.bus.admin import create_topics
 from tickpipe.bus.base import BusError
 from tickpipe.bus.kafka import KafkaBus
-from tickpipe.cache.base import Cache
 from tickpipe.cache.memory import MemoryCache
 from tickpipe.clock import SimClock
 from tickpipe.ids import EventIds
@@ -47,7 +47,6 @@ from tickpipe.messages import TradeTick
 from tickpipe.processes import ServiceProcesses
 from tickpipe.runner import encode_emit
 from tickpipe.service import Emit
-from tickpipe.state import SnapshotStore
 from tickpipe.topics import FEATURES, ORDERS, QUOTES, SIGNALS, TRADES, TopicNames
 from tickpipe_feature.handlers import FeatureHandler
 from tickpipe_inference.handlers import InferenceHandler
@@ -111,14 +110,13 @@ def _group_empty(bootstrap: str, group: str) -> bool:
     return bool(found.state in (ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD))
 
 
-def _rewind(bootstrap: str, names: TopicNames, group: str, cache: Any, key: str) -> int:
+def _rewind(bootstrap: str, names: TopicNames, cache: Any, namespace: str, service: str) -> int:
     """Commit the snapshot's offsets for the (empty) group: everything it processed since its
     snapshot becomes uncommitted. Returns how many records that is."""
-    snapshot = SnapshotStore(cast(Cache, cache), key).load()
-    assert snapshot is not None
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    offsets = snapshot_offsets(cache, namespace, service)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{namespace}.{service}"})
     try:
-        tps = [TopicPartition(names.physical(t), p, o) for (t, p), o in snapshot.offsets.items()]
+        tps = [TopicPartition(names.physical(t), p, o) for (t, p), o in offsets.items()]
         committed = consumer.committed(tps, timeout=10)
         redone = sum(c.offset - tp.offset for c, tp in zip(committed, tps, strict=True))
         consumer.commit(offsets=tps, asynchronous=False)
@@ -181,7 +179,7 @@ def _kill_and_redo(
             f"the killed member never left the {service} group",
             timeout_s=40,
         )
-        assert _rewind(bootstrap, names, group, cache, f"{namespace}:snapshot:{group}") > 0
+        assert _rewind(bootstrap, names, cache, namespace, service) > 0
     for service in services:
         procs.start(service)
 

@@ -21,6 +21,7 @@ from tickpipe.ids import EventIds
 from tickpipe.runner import SourceRunner, StreamRunner
 from tickpipe.service import (
     Handler,
+    KeyedState,
     ServiceContext,
     ServiceSpec,
     SettingsError,
@@ -150,6 +151,10 @@ def make_stream_runner(
     spec: AnySpec, handler: Handler, ctx: ServiceContext, tracer: Tracer
 ) -> StreamRunner:
     settings = ctx.platform
+    if spec.transactional and isinstance(handler, KeyedState):
+        # A transactional link commits nothing at revocation, so a partition's state could
+        # not be handed over consistent with its offsets.
+        raise ValueError(f"{spec.name}: keyed state needs a plain (not transactional) link")
     group = settings.group(spec.name)
     client_id = f"{spec.name}-{settings.instance_id}"
     link = ctx.bus.link(

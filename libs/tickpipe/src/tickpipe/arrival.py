@@ -23,7 +23,7 @@ catches up; `max_held` remains the last resort for a gap that never fills.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, Generic, TypeVar
 
 from tickpipe.messages import QuoteTick, TradeTick, decode, encode
@@ -104,6 +104,9 @@ class ArrivalOrder(Generic[E]):
     def held(self, key: str) -> int:
         return len(self._held.get(key, {}))
 
+    def keys(self) -> set[str]:
+        return {*self._next, *self._held}
+
     def ahead(self) -> dict[str, str]:
         """Keys whose other stream lags (`pause_at` records held, not yet back down to
         `resume_at`), each with the source of its held records: the one to pause."""
@@ -111,35 +114,49 @@ class ArrivalOrder(Generic[E]):
 
     # -- snapshots (held records are consumed from Kafka: they must survive a restart) -----
 
-    def dump(self, encode: Callable[[E], Any]) -> dict[str, Any]:
+    def dump(
+        self, encode: Callable[[E], Any], keys: Collection[str] | None = None
+    ) -> dict[str, Any]:
+        """The buffer's state (of `keys` only, when given: a partition's share)."""
         return {
-            "next": dict(self._next),
+            "next": {k: n for k, n in self._next.items() if keys is None or k in keys},
             "held": {
                 k: [[s, encode(e)] for s, e in sorted(h.items())]
                 for k, h in self._held.items()
-                if h
+                if h and (keys is None or k in keys)
             },
         }
 
     def load(self, data: dict[str, Any], decode: Callable[[Any], E]) -> None:
-        self._next = {k: int(v) for k, v in data.get("next", {}).items()}
-        self._held = {
-            k: {int(s): decode(e) for s, e in items} for k, items in data.get("held", {}).items()
-        }
-        self._ahead = {}
+        """Add a dump's keys to this buffer (replacing what it held of those keys)."""
+        for k, v in data.get("next", {}).items():
+            self._next[k] = int(v)
+        for k, items in data.get("held", {}).items():
+            self._held[k] = {int(s): decode(e) for s, e in items}
+            self._ahead.pop(k, None)
+
+    def drop(self, keys: Collection[str]) -> None:
+        """Forget these keys (their partition moved to another consumer)."""
+        for k in keys:
+            self._next.pop(k, None)
+            self._held.pop(k, None)
+            self._ahead.pop(k, None)
 
 
 class MarketArrival(ArrivalOrder[QuoteTick | TradeTick]):
     """The buffer for trades and quotes, with its snapshot codec (the consumers of both
     topics, feature and execution, keep it in their snapshots)."""
 
-    def to_json(self) -> dict[str, Any]:
-        return self.dump(lambda e: [e.event_type, encode(e).decode()])
+    def to_json(self, keys: Collection[str] | None = None) -> dict[str, Any]:
+        return self.dump(lambda e: [e.event_type, encode(e).decode()], keys)
+
+    def load_json(self, data: dict[str, Any]) -> None:
+        self.load(data, _market_event)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> MarketArrival:
         order = cls()
-        order.load(data, _market_event)
+        order.load_json(data)
         return order
 
 

@@ -26,14 +26,18 @@ class ServiceProcesses:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.ports: dict[str, int] = {}
 
-    def start(self, name: str, extra_env: Mapping[str, str] | None = None) -> None:
+    def start(
+        self, name: str, extra_env: Mapping[str, str] | None = None, service: str | None = None
+    ) -> None:
+        """Start `service` (default: `name`) as `name`: two replicas of one service run
+        under two names."""
         self._log_dir.mkdir(parents=True, exist_ok=True)
         port = _free_port() if self._base_port is None else self._base_port + len(self.ports)
         self.ports[name] = port
         env = {**self._env, "TICKPIPE_HTTP_PORT": str(port), **(extra_env or {})}
         with (self._log_dir / f"{name}.log").open("wb") as log:
             self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "tickpipe.cli", "run", name],
+                [sys.executable, "-m", "tickpipe.cli", "run", service or name],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -33,11 +33,12 @@ from opentelemetry.trace import INVALID_SPAN, NoOpTracer, Span, StatusCode, Trac
 from tickpipe.bus.base import Headers, Link, Offsets, OutRecord, Producer, Record
 from tickpipe.clock import Clock
 from tickpipe.ids import EventIds
-from tickpipe.messages import DeadLetter, DecodeError, Event, decode_record, encode
+from tickpipe.messages import DeadLetter, DecodeError, Event, Instrument, decode_record, encode
 from tickpipe.service import (
     BatchHandler,
     Emit,
     Handler,
+    KeyedState,
     Paced,
     Rejected,
     ServiceContext,
@@ -175,11 +176,17 @@ class StreamRunner:
         # a histogram observation per record was a measurable share of the hot path.
         self._handler_times: dict[str, list[float]] = {}
         self._origin_ages: dict[str, list[float]] = {}
+        # Keyed state follows its partitions (`KeyedState`): the keys seen or restored per
+        # partition number, snapshotted per partition.
+        keyed = handler if isinstance(handler, KeyedState) else None
+        self._keyed = keyed if self._snapshots is not None else None
+        self._task_keys: dict[int, set[str]] = {}
+        link.on_partitions(self._on_assigned, self._on_revoked)
         self._restore()
 
     def _restore(self) -> None:
-        if self._snapshots is None or self._stateful is None:
-            return
+        if self._snapshots is None or self._stateful is None or self._keyed is not None:
+            return  # keyed state is restored partition by partition, as assigned
         snapshot = self._snapshots.load()
         if snapshot is None:
             return
@@ -194,9 +201,54 @@ class StreamRunner:
             return
         self._committed.update(committed)
         if time.monotonic() - self._last_snapshot >= self._snapshot_interval:
-            state = self._stateful.snapshot()
-            self._snapshots.save(Snapshot(dict(self._committed), state, self._format.version))
+            if self._keyed is not None:
+                for partition, keys in self._task_keys.items():
+                    self._save_partition(self._keyed, self._snapshots, partition, keys)
+            else:
+                state = self._stateful.snapshot()
+                self._snapshots.save(Snapshot(dict(self._committed), state, self._format.version))
             self._last_snapshot = time.monotonic()
+
+    # -- partitions coming and going --------------------------------------------------------
+
+    def _on_assigned(self, partitions: Sequence[tuple[str, int]]) -> None:
+        """A keyed handler takes over each new partition's state from its snapshot, and the
+        link starts those partitions where that snapshot was taken."""
+        if self._keyed is None or self._snapshots is None:
+            return
+        assigned = set(partitions)
+        for partition in sorted({p for _, p in partitions} - self._task_keys.keys()):
+            keys = self._task_keys[partition] = set()
+            snapshot = self._snapshots.part(partition).load()
+            if snapshot is None:
+                continue
+            state = self._format.upgrade(self.service, snapshot.version, snapshot.state)
+            keys.update(self._keyed.restore_keys(state))
+            offsets = {tp: o for tp, o in snapshot.offsets.items() if tp in assigned}
+            self._committed.update(offsets)
+            self._link.resume_from(offsets)
+            log.info("state restored", extra={"partition": partition, "keys": len(keys)})
+
+    def _on_revoked(self, partitions: Sequence[tuple[str, int]], committed: Offsets) -> None:
+        """A keyed handler saves and forgets the state of partitions taken away; every
+        runner forgets their offsets."""
+        self._committed.update(committed)
+        if self._keyed is not None and self._snapshots is not None:
+            for partition in sorted({p for _, p in partitions} & self._task_keys.keys()):
+                keys = self._task_keys.pop(partition)
+                self._save_partition(self._keyed, self._snapshots, partition, keys)
+                self._keyed.drop_keys(keys)
+        for tp in partitions:
+            self._committed.pop(tp, None)
+
+    def _save_partition(
+        self, keyed: KeyedState, store: SnapshotStore, partition: int, keys: set[str]
+    ) -> None:
+        offsets = {tp: o for tp, o in self._committed.items() if tp[1] == partition}
+        if not offsets:
+            return  # nothing consumed from it yet: nothing to resume from
+        state = keyed.snapshot_keys(keys)
+        store.part(partition).save(Snapshot(offsets, state, self._format.version))
 
     def start(self, ctx: ServiceContext) -> int:
         """The handler's start-up work (`on_start`), before the first record: what it returns
@@ -326,6 +378,8 @@ class StreamRunner:
         event = self._decode(record, span)
         if isinstance(event, OutRecord):
             return [event]
+        if self._keyed is not None:
+            self._track(record, event)
         now = self._clock.now_ns()
         self._observe_origin(record, now)
         started = time.perf_counter()
@@ -349,6 +403,8 @@ class StreamRunner:
             if isinstance(event, OutRecord):
                 results[i] = [event]
             else:
+                if self._keyed is not None:
+                    self._track(record, event)
                 items.append((event, record.topic))
                 index.append(i)
         now = self._clock.now_ns()
@@ -371,6 +427,15 @@ class StreamRunner:
         for span in spans:
             span.end()
         return results
+
+    def _track(self, record: Record, event: Event) -> None:
+        """Which partition's state the event's key belongs to (keyed state)."""
+        key = event.key if isinstance(event, Instrument) else None
+        if key is not None:
+            keys = self._task_keys.get(record.partition)
+            if keys is None:
+                keys = self._task_keys[record.partition] = set()
+            keys.add(key)
 
     def _decode(self, record: Record, span: Span) -> Event | OutRecord:
         """The record's event, or its dead letter: decoding takes any bytes."""

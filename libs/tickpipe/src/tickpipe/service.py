@@ -84,6 +84,25 @@ class Stateful(Protocol):
 
 
 @runtime_checkable
+class KeyedState(Protocol):
+    """A `Stateful` handler whose state is per record key (an instrument), so that it can
+    follow its partition from one consumer to another (the Kafka Streams model): the runner
+    keeps a snapshot per partition number (`snapshot:<group>:p<n>`, the keys it has seen on
+    that partition of every input, which are co-partitioned), restores it when the partition
+    is assigned, and saves and drops it when the partition is revoked. So replicas of the
+    service, and rebalances among them, produce what one instance would.
+
+    `restore_keys` adds a snapshot's keys to the state and returns them; `drop_keys` forgets
+    keys. Plain (not transactional) links only."""
+
+    def snapshot_keys(self, keys: Collection[str]) -> bytes: ...
+
+    def restore_keys(self, data: bytes) -> Collection[str]: ...
+
+    def drop_keys(self, keys: Collection[str]) -> None: ...
+
+
+@runtime_checkable
 class Starts(Protocol):
     """A handler or source with start-up work: called once, after its state is restored
     from a snapshot and before the first record. Long work must watch `ctx.stop`.

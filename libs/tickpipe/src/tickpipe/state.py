@@ -30,6 +30,10 @@ class SnapshotStore:
         self._cache = cache
         self._key = key
 
+    def part(self, partition: int) -> SnapshotStore:
+        """The store of one partition's share of a keyed state (`service.KeyedState`)."""
+        return SnapshotStore(self._cache, f"{self._key}:p{partition}")
+
     def load(self) -> Snapshot | None:
         try:
             raw = self._cache.get(self._key)

@@ -19,7 +19,7 @@ costs an output.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from tickpipe.arrival import MarketArrival
@@ -173,27 +173,46 @@ class FeatureHandler:
 
     def snapshot(self) -> bytes:
         """Every instrument's bar builder and indicators (buffers, sums, last quote)."""
-        instruments = {
-            key: {"bars": s.bars.state(), "engine": s.engine.state(), "dedup": s.recent.state()}
-            for key, s in self._state.items()
-        }
-        arrival = self.arrival.to_json()
-        return snapshot.dumps({**self._config(), "instruments": instruments, "arrival": arrival})
+        return self.snapshot_keys(self._keys())
 
     def restore(self, data: bytes) -> None:
         """Replace the state with a snapshot taken by a handler configured the same way."""
+        self.drop_keys(self._keys())
+        self.restore_keys(data)
+
+    # -- KeyedState: the state is per instrument, so it can follow its partition -----------
+    def _keys(self) -> set[str]:
+        return {*self._state, *self.arrival.keys()}
+
+    def snapshot_keys(self, keys: Collection[str]) -> bytes:
+        """The state of these instruments only (a partition's share)."""
+        instruments = {
+            key: {"bars": s.bars.state(), "engine": s.engine.state(), "dedup": s.recent.state()}
+            for key, s in self._state.items()
+            if key in keys
+        }
+        arrival = self.arrival.to_json(keys)
+        return snapshot.dumps({**self._config(), "instruments": instruments, "arrival": arrival})
+
+    def restore_keys(self, data: bytes) -> list[str]:
+        """Add a snapshot's instruments to the state; returns their keys."""
         state = snapshot.loads(data)
         config = {k: state.get(k) for k in self._config()}
         if config != self._config():
             raise ValueError(f"snapshot taken with {config}, this handler runs {self._config()}")
-        restored: dict[str, _Instrument] = {}
         for key, saved in state["instruments"].items():
-            instrument = restored[key] = _Instrument(self._interval, self._lateness, self._dedup)
+            instrument = self._state[key] = _Instrument(self._interval, self._lateness, self._dedup)
             instrument.bars.load(saved["bars"])
             instrument.engine.load(saved["engine"])
             instrument.recent.load(saved["dedup"])
-        self._state = restored
-        self.arrival = MarketArrival.from_json(state.get("arrival", {}))
+        arrival = state.get("arrival", {})
+        self.arrival.load_json(arrival)
+        return sorted({*state["instruments"], *arrival.get("next", {})})
+
+    def drop_keys(self, keys: Collection[str]) -> None:
+        for key in keys:
+            self._state.pop(key, None)
+        self.arrival.drop(keys)
 
 
 def upgrade_v1(data: bytes) -> bytes:

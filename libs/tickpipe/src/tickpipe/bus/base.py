@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 Headers = tuple[tuple[str, bytes], ...]
 # Next offset to consume per (logical topic, partition).
 Offsets = dict[tuple[str, int], int]
+Assigned = Callable[[Sequence[tuple[str, int]]], None]
+Revoked = Callable[[Sequence[tuple[str, int]], Offsets], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,13 @@ class Link(Protocol):
         Records between there and the group's committed offsets come back with
         `replay=True`: they rebuild state, their outputs are not published again.
         """
+
+    def on_partitions(self, assigned: Assigned, revoked: Revoked) -> None:
+        """Be told of assignment changes, from within `poll` (or a rebalance): `assigned`
+        with the partitions now assigned, before any is fetched (so `resume_from` may be
+        called for them); `revoked` with the partitions being taken away and the offsets of
+        them committed last, completed work committed first, before another member can
+        have them."""
 
     def pause(self, partitions: Sequence[tuple[str, int]]) -> None:
         """Stop fetching these (logical topic, partition)s until `resume`: records already

@@ -32,7 +32,7 @@ from confluent_kafka import (
     Producer as _RdProducer,
 )
 
-from tickpipe.bus.base import BusError, Offsets, OutRecord, Record
+from tickpipe.bus.base import Assigned, BusError, Offsets, OutRecord, Record, Revoked
 from tickpipe.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,10 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "socket.nagle.disable": True,
     "session.timeout.ms": 10_000,
     "heartbeat.interval.ms": 1_000,
+    # Partition n of every input goes to the same member (the topics are co-partitioned by
+    # instrument): keyed state per partition number (tickpipe.service.KeyedState) and the
+    # arrival buffer need an instrument's trades and quotes in one place.
+    "partition.assignment.strategy": "range",
 }
 
 
@@ -320,6 +324,8 @@ class KafkaLink:
         self._next: dict[tuple[str, int], int] = {}
         self._paused: set[tuple[str, int]] = set()  # physical: asked paused (flow control)
         self._lost = False
+        self._assigned_cb: Assigned | None = None
+        self._revoked_cb: Revoked | None = None
         self._reassigned = False
         self._resume: dict[tuple[str, int], int] = {}
         self._replay_until: dict[tuple[str, int], int] = {}
@@ -343,9 +349,17 @@ class KafkaLink:
                     raise BusError(f"{what} failed: {exc}") from exc
 
     def resume_from(self, offsets: Offsets) -> None:
-        self._resume = {(self._names.physical(t), p): o for (t, p), o in offsets.items()}
+        self._resume.update({(self._names.physical(t), p): o for (t, p), o in offsets.items()})
+
+    def on_partitions(self, assigned: Assigned, revoked: Revoked) -> None:
+        self._assigned_cb, self._revoked_cb = assigned, revoked
+
+    def _logical(self, partitions: list[TopicPartition]) -> list[tuple[str, int]]:
+        return [(self._names.logical(str(tp.topic)), int(tp.partition)) for tp in partitions]
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._assigned_cb is not None:
+            self._assigned_cb(self._logical(partitions))  # may call resume_from for them
         resumed = [tp for tp in partitions if (tp.topic, tp.partition) in self._resume]
         if resumed:
             committed = {
@@ -398,15 +412,34 @@ class KafkaLink:
         """The group dropped this member (its session timed out: the broker was away):
         crash-only. A member that rejoined after a broker restart was seen to fetch nothing
         from some of its partitions again (transactional services, librdkafka 2.x); a
-        restart resumes from the committed offsets, and nothing uncommitted was lost."""
-        self._on_revoke(consumer, partitions)
+        restart resumes from the committed offsets, and nothing uncommitted was lost. Not
+        reported as revoked: nothing can be committed for them now."""
+        for tp in partitions:
+            self._next.pop((tp.topic, tp.partition), None)
         self._lost = True
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Offsets of a batch in flight are dropped: its records are redelivered to the next
-        # owner, and its outputs (if not yet committed) are aborted or duplicated once.
-        for tp in partitions:
-            self._next.pop((tp.topic, tp.partition), None)
+        """Completed batches not yet committed (deferred: no outputs) are committed before
+        the partitions go (plain links), so the next owner starts where this one stopped
+        and a snapshot taken now agrees with the offsets. A transactional link commits
+        nothing here: those records are redelivered (and their outputs, if any, were
+        committed with them or aborted)."""
+        keys = [(str(tp.topic), int(tp.partition)) for tp in partitions]
+        done = {k: self._next[k] for k in keys if k in self._next}
+        committed: Offsets = {}
+        if done and not self._transactional and not self._failed:
+            try:
+                self._consumer.commit(
+                    offsets=[TopicPartition(t, p, o) for (t, p), o in done.items()],
+                    asynchronous=True,
+                )
+                committed = {(self._names.logical(t), p): o for (t, p), o in done.items()}
+            except KafkaException as exc:
+                log.warning("commit at revocation failed", extra={"error": str(exc)})
+        for k in keys:
+            self._next.pop(k, None)
+        if self._revoked_cb is not None:
+            self._revoked_cb(self._logical(partitions), committed)
 
     def poll(self, max_records: int, timeout_s: float, linger_s: float = 0.0) -> list[Record]:
         # consume(n, t) waits all of t unless n arrive: block on the first record only,
@@ -527,11 +560,18 @@ class KafkaLink:
         not completed, nothing is committed (an open transaction is aborted)."""
         try:
             clean = not self._failed and not self._in_batch
+            committed: Offsets = {}
             if clean and self._next and self._assigned:
                 try:
-                    self._commit(())  # a clean stop leaves nothing to redeliver
+                    committed = self._commit(())  # a clean stop leaves nothing to redeliver
                 except BusError as exc:
+                    clean = False
                     log.warning("final commit failed", extra={"error": str(exc)})
+            if clean and self._assigned and self._revoked_cb is not None:
+                # Everything done is committed: the partitions go with a consistent state.
+                # (The consumer's own revocation while closing then has nothing to add.)
+                revoked, self._revoked_cb = self._revoked_cb, None
+                revoked(self._logical(self._consumer.assignment()), committed)
             if self._in_transaction:
                 self._abort()
             self._consumer.close()

@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from tickpipe.bus.base import BusError, Offsets, OutRecord, Record
+from tickpipe.bus.base import Assigned, BusError, Offsets, OutRecord, Record, Revoked
 from tickpipe.clock import Clock
 from tickpipe.topics import BY_NAME
 
@@ -180,12 +180,27 @@ class MemoryLink:
         self._positions: dict[tuple[str, int], int] = {}
         self._replay_until: Offsets = {}
         self._paused: set[tuple[str, int]] = set()
+        self._assigned_cb: Assigned | None = None
+        self._revoked_cb: Revoked | None = None
         self._closed = False
+
+    def on_partitions(self, assigned: Assigned, revoked: Revoked) -> None:
+        self._assigned_cb, self._revoked_cb = assigned, revoked
+        if self._positions:  # joined (and was assigned) when created
+            assigned(sorted(self._positions))
 
     def _assign(
         self, partitions: list[tuple[str, int]], committed: dict[tuple[str, int], int]
     ) -> None:
+        before, now = set(self._positions), set(partitions)
+        gone = sorted(before - now)
+        if gone and self._revoked_cb is not None:
+            # Every completed batch is committed at once here: nothing to commit first.
+            self._revoked_cb(gone, {tp: committed[tp] for tp in gone if tp in committed})
         self._positions = {tp: committed.get(tp, 0) for tp in partitions}
+        added = sorted(now - before)
+        if added and self._assigned_cb is not None:
+            self._assigned_cb(added)
 
     def poll(self, max_records: int, timeout_s: float = 0.0, linger_s: float = 0.0) -> list[Record]:
         if self._closed:
@@ -252,6 +267,9 @@ class MemoryLink:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self._revoked_cb is not None and self._positions:
+                self._revoked_cb(sorted(self._positions), dict(self._positions))
+            self._positions = {}
             self._bus.leave(self)
 
 

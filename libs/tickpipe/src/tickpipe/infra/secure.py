@@ -154,8 +154,9 @@ def redis_acl(
     lines.append(f"user {ADMIN} on #{password_hashes[ADMIN]} ~* &* +@all")
     for spec in specs:
         keys = [f"~{prefix}:{pattern}" for pattern in CACHE_KEYS.get(spec.name, ())]
-        if spec.inputs:  # a stream service's snapshot (tickpipe.state.SnapshotStore)
-            keys.append(f"~{prefix}:snapshot:{_group(namespace, spec.name)}")
+        if spec.inputs:  # a stream service's snapshot, or its partitions' (tickpipe.state)
+            snapshot = f"~{prefix}:snapshot:{_group(namespace, spec.name)}"
+            keys += [snapshot, f"{snapshot}:p*"]
         lines.append(user(spec.name, " ".join([*keys, _WRITER_COMMANDS])))
     lines.append(user(API, f"%R~{prefix}:* {_READER_COMMANDS}"))
     return lines
