@@ -21,7 +21,7 @@ from tickpipe_api.settings import ApiSettings
 K8S_VERSIONS = ("1.30.0", "1.37.0")  # oldest and newest this repo promises to run on
 CRD_GROUPS = ("monitoring.coreos.com/",)  # Prometheus Operator kinds: checked structurally below
 SINGLETONS = ("ingest", "risk", "execution")
-SCALED = ("feature",)  # inference: not until control commands reach every replica
+SCALED = ("feature", "inference")  # tested scaled: test_{feature,inference}_replicas_kafka
 # Read by tickpipe_execution.live.credentials (`<VAR>_FILE` secret files), not a settings class.
 SECRET_FILE_VARS = {"TICKPIPE_EXECUTION_API_KEY_FILE", "TICKPIPE_EXECUTION_API_SECRET_FILE"}
 # Waivers (checkov.io/skipN annotations, each with its reason): image digests (set at release),

@@ -159,9 +159,14 @@ def make_stream_runner(
     client_id = f"{spec.name}-{settings.instance_id}"
     link = ctx.bus.link(
         group=group,
-        topics=spec.inputs,
+        topics=spec.group_inputs,
         client_id=client_id,
         transactional_id=f"{group}-{settings.instance_id}" if spec.transactional else None,
+    )
+    broadcast = (
+        ctx.bus.reader(spec.broadcast, from_ms=None, client_id=f"{client_id}-broadcast")
+        if spec.broadcast
+        else None
     )
     return StreamRunner(
         service=spec.name,
@@ -175,6 +180,7 @@ def make_stream_runner(
         snapshots=SnapshotStore(ctx.cache, f"snapshot:{group}"),
         snapshot_format=spec.snapshots,
         linger_s=settings.batch_linger_ms / 1000,
+        broadcast=broadcast,
     )
 
 

@@ -30,7 +30,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import INVALID_SPAN, NoOpTracer, Span, StatusCode, Tracer
 
-from tickpipe.bus.base import Headers, Link, Offsets, OutRecord, Producer, Record
+from tickpipe.bus.base import Headers, Link, Offsets, OutRecord, Producer, Reader, Record
 from tickpipe.clock import Clock
 from tickpipe.ids import EventIds
 from tickpipe.messages import DeadLetter, DecodeError, Event, Instrument, decode_record, encode
@@ -144,8 +144,10 @@ class StreamRunner:
         snapshot_format: SnapshotFormat | None = None,
         snapshot_interval_s: float = 1.0,
         linger_s: float = 0.0,
+        broadcast: Reader | None = None,
     ) -> None:
         self.service = service
+        self._broadcast = broadcast
         self._linger_s = linger_s
         self._batch_handler = handler if isinstance(handler, BatchHandler) else None
         self._stateful = handler if isinstance(handler, Stateful) else None
@@ -278,7 +280,7 @@ class StreamRunner:
 
     def step(self, timeout_s: float) -> int:
         """Consume one batch, process it, publish and commit. Returns records consumed."""
-        records = self._link.poll(self._batch_size, timeout_s, self._linger_s)
+        records = self._poll(timeout_s)
         if not records:
             if self._paused:
                 self._resume(list(self._paused))  # nothing else to read: let them run
@@ -303,6 +305,15 @@ class StreamRunner:
             self._pace(self._paced, records)
         self._batch_seconds.observe(time.perf_counter() - started)
         return len(records)
+
+    def _poll(self, timeout_s: float) -> list[Record]:
+        """The group's records, after any broadcast ones (read by every replica, outside the
+        group: their offsets are not the link's to commit)."""
+        if self._broadcast is None:
+            return self._link.poll(self._batch_size, timeout_s, self._linger_s)
+        first = self._broadcast.poll(self._batch_size, 0.0)
+        rest = self._link.poll(self._batch_size, 0.0 if first else timeout_s, self._linger_s)
+        return first + rest if first else rest
 
     def _pace(self, handler: Paced, records: list[Record]) -> None:
         """Pause the partitions of the streams the handler says run ahead; resume those it
@@ -547,6 +558,8 @@ class StreamRunner:
             if isinstance(self._handler, Stops):
                 self._handler.on_stop()
         finally:
+            if self._broadcast is not None:
+                self._broadcast.close()
             self._link.close()
 
 

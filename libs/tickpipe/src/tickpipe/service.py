@@ -206,6 +206,10 @@ class ServiceSpec(Generic[SettingsT]):
     - `settings`: its pydantic-settings class (frozen; `TICKPIPE_<NAME>_*`), holding every
       default. `build(ctx, settings)` gets it built once by the composition root.
     - `transactional` services consume and produce inside Kafka transactions.
+    - `broadcast`: inputs every replica reads in full, outside the consumer group (e.g.
+      `control.v1` for a service that scales out: a model reload must reach every replica).
+      Read from the moment the service starts and never committed: what came before is the
+      handler's `on_start` to read from the topic's history.
     - `snapshots`: the version of a `Stateful` handler's snapshot and its migrations.
     - Lifecycle: what `build` returns may implement `Starts.on_start` and `Stops.on_stop`.
     """
@@ -219,10 +223,23 @@ class ServiceSpec(Generic[SettingsT]):
     transactional: bool = False
     default_http_port: int | None = None
     snapshots: SnapshotFormat = field(default_factory=SnapshotFormat)
+    broadcast: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not set(self.broadcast) <= set(self.inputs):
+            raise ValueError(f"{self.name}: broadcast topics must be inputs too")
+        if self.broadcast and self.transactional:
+            # Their records are never committed, so they cannot be part of exactly once.
+            raise ValueError(f"{self.name}: a transactional service reads no broadcast input")
 
     @property
     def is_source(self) -> bool:
         return not self.inputs
+
+    @property
+    def group_inputs(self) -> tuple[str, ...]:
+        """The inputs read in the consumer group (shared among replicas)."""
+        return tuple(t for t in self.inputs if t not in self.broadcast)
 
     def settings_from_env(self) -> SettingsT:
         """A process's settings: `TICKPIPE_<NAME>_*` variables over the defaults."""

@@ -49,6 +49,8 @@ SERVICE = ServiceSpec(
     name="inference",
     order=30,
     inputs=(FEATURES, CONTROL),
+    # Every replica reads every command (a model reload must reach all of them).
+    broadcast=(CONTROL,),
     outputs=(SIGNALS, DLQ),
     settings=InferenceSettings,
     build=build,

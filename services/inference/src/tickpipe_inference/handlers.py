@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import orjson
 
+from tickpipe.bus.history import events_by_topic
 from tickpipe.cache.base import Cache
 from tickpipe.ids import EventIds, derived_id
 from tickpipe.messages import (
@@ -25,8 +26,8 @@ from tickpipe.messages import (
     Signal,
     encode,
 )
-from tickpipe.service import Emit, Rejected
-from tickpipe.topics import SIGNALS
+from tickpipe.service import Emit, Rejected, ServiceContext
+from tickpipe.topics import CONTROL, SIGNALS
 from tickpipe_inference.domain.model import Model, ModelError, ModelSource
 from tickpipe_inference.metrics import MODEL_INFO, MODEL_RELOADS, MODEL_SECONDS
 
@@ -170,10 +171,33 @@ class InferenceHandler:
         latest = {f"signals:{s.key}": s for s in signals}
         self._cache.set_many({k: encode(s) for k, s in latest.items()}, self._ttl)
 
+    def on_start(self, ctx: ServiceContext) -> Sequence[Emit]:
+        """Every replica serves the model operators last reloaded: `control.v1` is read by
+        each replica in full (a broadcast input, from now on), and at start its history
+        says which model the others serve. A reload that no longer loads leaves the model
+        this instance has (configured, or restored from its snapshot), loudly."""
+        history = events_by_topic(ctx.bus, (CONTROL,), "inference-rebuild", ctx.stop)
+        reloads = [c for c in history[CONTROL] if self._reloads(c)]
+        if reloads:
+            last = reloads[-1]
+            assert isinstance(last, ControlCommand)
+            name, version = last.args.get("name", ""), last.args.get("version", "")
+            if (name, version) != (self._model.card.name, self._model.card.version):
+                try:
+                    self._swap(self._load(name, version))
+                except ModelError:
+                    log.exception("could not load the model last reloaded on control.v1")
+        return ()
+
+    def _reloads(self, command: Event) -> bool:
+        return (
+            isinstance(command, ControlCommand)
+            and command.action is ControlAction.RELOAD_MODEL
+            and command.target in ("*", "inference", self._strategy)
+        )
+
     def _on_control(self, command: ControlCommand) -> None:
-        if command.action is not ControlAction.RELOAD_MODEL:
-            return
-        if command.target not in ("*", "inference", self._strategy):
+        if not self._reloads(command):
             return
         name, version = command.args.get("name", ""), command.args.get("version", "")
         try:
