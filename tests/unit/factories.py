@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from decimal import Decimal
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from tickpipe.clock import SimClock
+from tickpipe.ids import EventIds
+from tickpipe.marketdata import read_binance_capture
 from tickpipe.messages import (
     ControlAction,
     ControlCommand,
@@ -22,6 +27,8 @@ from tickpipe.messages import (
     Signal,
     TradeTick,
 )
+from tickpipe_ingest.domain.validation import Validator
+from tickpipe_ingest.normalize import Normalizer
 from tickpipe_quant.features import FEATURE_NAMES, FEATURE_SET
 
 REPO = Path(__file__).resolve().parents[2]
@@ -169,3 +176,22 @@ def data_quality(**kw: Any) -> DataQuality:
     }
     fields.update(kw)
     return DataQuality(**_instrument(fields, "01QUALITY"))
+
+
+@functools.cache
+def _sample_market(n: int, seed: int) -> tuple[TradeTick | QuoteTick, ...]:
+    clock = SimClock()
+    normalize = Normalizer(clock, EventIds(clock, seed=seed), "file:t", Validator(), live=False)
+    out: list[TradeTick | QuoteTick] = []
+    for item in islice(read_binance_capture(SAMPLE), n):
+        clock.advance_to(item.ts_event)
+        event = normalize(item).event
+        if isinstance(event, (TradeTick, QuoteTick)):
+            out.append(event)
+    return tuple(out)
+
+
+def sample_market(n: int, seed: int = 3) -> list[TradeTick | QuoteTick]:
+    """The trades and quotes of the sample's first `n` records, normalized as ingest does
+    (event ids drawn from `seed`), in arrival order."""
+    return list(_sample_market(n, seed))

@@ -4,29 +4,24 @@ feature vectors do not depend on how a consumer's fetches interleave the topics.
 from __future__ import annotations
 
 import random
-from itertools import islice
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.unit import factories as f
 from tickpipe.arrival import ArrivalOrder, MarketArrival
 from tickpipe.bus.memory import MemoryBus
 from tickpipe.cache.memory import MemoryCache
 from tickpipe.clock import SimClock
 from tickpipe.ids import EventIds
-from tickpipe.marketdata import read_binance_capture
 from tickpipe.messages import FeatureVector, QuoteTick, TradeTick, decode
 from tickpipe.runner import StreamRunner, encode_emit
 from tickpipe.service import Emit
 from tickpipe.telemetry.tracing import make_tracer
 from tickpipe.topics import FEATURES, QUOTES, TRADES
 from tickpipe_feature.handlers import FeatureHandler
-from tickpipe_ingest.domain.validation import Validator
-from tickpipe_ingest.normalize import Normalizer
 
-SAMPLE = Path("data/sample/binance-spot-btcusdt-20240808.gz")
 S = 1_000_000_000
 
 
@@ -84,18 +79,6 @@ def test_arrival_order_when_dumped_and_loaded_keeps_what_it_holds() -> None:
     assert again.push("k", 1, "b") == ["b", "c"]
 
 
-def _market_events(n: int) -> list[TradeTick | QuoteTick]:
-    clock = SimClock()
-    normalize = Normalizer(clock, EventIds(clock, seed=3), "file:test", Validator(), live=False)
-    out = []
-    for item in islice(read_binance_capture(SAMPLE), n):
-        clock.advance_to(item.ts_event)
-        event = normalize(item).event
-        if isinstance(event, (TradeTick, QuoteTick)):
-            out.append(event)
-    return out
-
-
 def _features(events: list[TradeTick | QuoteTick]) -> list[dict[str, object]]:
     clock = SimClock()
     handler = FeatureHandler(EventIds(clock, seed=1), MemoryCache(clock), S)
@@ -111,7 +94,7 @@ def _features(events: list[TradeTick | QuoteTick]) -> list[dict[str, object]]:
 def test_feature_handler_when_topics_interleave_differently_computes_the_same_vectors(
     seed: int,
 ) -> None:
-    events = _market_events(6_000)
+    events = f.sample_market(6_000)
     trades = [i for i, e in enumerate(events) if isinstance(e, TradeTick)]
     quotes = [i for i, e in enumerate(events) if isinstance(e, QuoteTick)]
     shuffled = [events[i] for i in _interleave(trades, quotes, random.Random(seed))]
@@ -123,7 +106,7 @@ def test_feature_handler_when_topics_interleave_differently_computes_the_same_ve
 
 def test_feature_handler_without_arrival_numbers_would_differ() -> None:
     # The guard above is needed: the same shuffle without `ingest_seq` changes the vectors.
-    events = [e.model_copy(update={"ingest_seq": None}) for e in _market_events(6_000)]
+    events = [e.model_copy(update={"ingest_seq": None}) for e in f.sample_market(6_000)]
     trades = [i for i, e in enumerate(events) if isinstance(e, TradeTick)]
     quotes = [i for i, e in enumerate(events) if isinstance(e, QuoteTick)]
     shuffled = [events[i] for i in _interleave(trades, quotes, random.Random(1))]
@@ -191,7 +174,7 @@ def _through_runner(
 
 
 def test_runner_when_one_topic_runs_far_ahead_pauses_it_and_computes_the_same_vectors() -> None:
-    events = _market_events(6_000)
+    events = f.sample_market(6_000)
     n_trades = sum(isinstance(e, TradeTick) for e in events)
     assert n_trades > 1_000  # far more than the buffer may hold below
     vectors, handler, paused = _through_runner(events, max_held=400)

@@ -6,17 +6,12 @@ from __future__ import annotations
 
 import random
 from decimal import Decimal
-from itertools import islice
-from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.fixtures.execution.scenarios import handler
 from tests.unit import factories as f
-from tickpipe.clock import SimClock
-from tickpipe.ids import EventIds
-from tickpipe.marketdata import read_binance_capture
 from tickpipe.messages import (
     Event,
     ExecutionReport,
@@ -27,23 +22,10 @@ from tickpipe.messages import (
     TradeTick,
 )
 from tickpipe_execution.domain.paper import PaperExchange
-from tickpipe_ingest.domain.validation import Validator
-from tickpipe_ingest.normalize import Normalizer
-
-SAMPLE = Path("data/sample/binance-spot-btcusdt-20240808.gz")
-MARKET: list[QuoteTick | TradeTick] = []
 
 
 def _market() -> list[QuoteTick | TradeTick]:
-    if not MARKET:
-        clock = SimClock()
-        normalize = Normalizer(clock, EventIds(clock, seed=2), "file:t", Validator(), live=False)
-        for item in islice(read_binance_capture(SAMPLE), 2_000):
-            clock.advance_to(item.ts_event)
-            e = normalize(item).event
-            if isinstance(e, (QuoteTick, TradeTick)):
-                MARKET.append(e)
-    return MARKET
+    return f.sample_market(2_000, seed=2)
 
 
 def _orders(market: list[QuoteTick | TradeTick], rng: random.Random) -> list[tuple[int, Event]]:

@@ -4,15 +4,13 @@ replicas together publish exactly what one instance does, across rebalances."""
 
 from __future__ import annotations
 
-from itertools import islice
-from pathlib import Path
 from typing import Any
 
+from tests.unit import factories as f
 from tickpipe.bus.memory import MemoryBus
 from tickpipe.cache.memory import MemoryCache
 from tickpipe.clock import SimClock
 from tickpipe.ids import EventIds
-from tickpipe.marketdata import read_binance_capture
 from tickpipe.messages import FeatureVector, QuoteTick, TradeTick, decode
 from tickpipe.runner import StreamRunner, encode_emit
 from tickpipe.service import Emit
@@ -21,10 +19,7 @@ from tickpipe.telemetry.tracing import make_tracer
 from tickpipe.topics import BY_NAME as TOPICS_BY_NAME
 from tickpipe.topics import FEATURES, QUOTES, TRADES
 from tickpipe_feature.handlers import FeatureHandler
-from tickpipe_ingest.domain.validation import Validator
-from tickpipe_ingest.normalize import Normalizer
 
-SAMPLE = Path("data/sample/binance-spot-btcusdt-20240808.gz")
 S = 1_000_000_000
 PARTITIONS = TOPICS_BY_NAME[TRADES].partitions  # as many as md.quotes.v1: co-partitioned
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "BNB/USDT", "ADA/USDT"]
@@ -32,17 +27,9 @@ SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "BNB/USDT", "ADA/USDT
 
 def _market(n: int) -> list[TradeTick | QuoteTick]:
     """The sample's first `n` records, once per symbol (the same prints under six names)."""
-    clock = SimClock()
-    normalize = Normalizer(clock, EventIds(clock, seed=3), "file:test", Validator(), live=False)
-    base = []
-    for item in islice(read_binance_capture(SAMPLE), n):
-        clock.advance_to(item.ts_event)
-        event = normalize(item).event
-        if isinstance(event, (TradeTick, QuoteTick)):
-            base.append(event)
     return [
         e.model_copy(update={"symbol": symbol, "event_id": f"{e.event_id}{i}"})
-        for e in base
+        for e in f.sample_market(n)
         for i, symbol in enumerate(SYMBOLS)
     ]
 
@@ -81,13 +68,17 @@ def _vectors(bus: MemoryBus) -> dict[str, dict[str, Any]]:
     return out
 
 
-def test_feature_replicas_when_partitions_move_publish_what_one_instance_does() -> None:
-    events = _market(12_000)
-    one = _bus(events)
-    single = _runner(one, MemoryCache(), "a")
+def _one_instance(events: list[TradeTick | QuoteTick]) -> dict[str, dict[str, Any]]:
+    bus = _bus(events)
+    single = _runner(bus, MemoryCache(), "a")
     while single.step(0.0):
         pass
-    expected = _vectors(one)
+    return _vectors(bus)
+
+
+def test_feature_replicas_when_partitions_move_publish_what_one_instance_does() -> None:
+    events = _market(12_000)
+    expected = _one_instance(events)
     assert len(expected) > 6 * 30
 
     bus, cache = _bus(events), MemoryCache()
@@ -108,11 +99,7 @@ def test_feature_replicas_when_partitions_move_publish_what_one_instance_does() 
 
 def test_feature_replica_when_restarted_takes_each_partition_from_its_snapshot() -> None:
     events = _market(8_000)
-    one = _bus(events)
-    single = _runner(one, MemoryCache(), "a")
-    while single.step(0.0):
-        pass
-    expected = _vectors(one)
+    expected = _one_instance(events)
 
     bus, cache = _bus(events), MemoryCache()
     a = _runner(bus, cache, "a")
