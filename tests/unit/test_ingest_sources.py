@@ -112,7 +112,7 @@ def test_build_when_file_missing_or_unreadable_exits_with_the_reason(
 
     with pytest.raises(SystemExit, match=r"input file not found: nope\.csv"):
         build(ctx, IngestSettings(file=(Path("nope.csv"),)))
-    with pytest.raises(SystemExit, match=r"cannot read x\.csv: neither trades nor quotes"):
+    with pytest.raises(SystemExit, match=r"ingest: .*x\.csv: cannot tell trades or quotes"):
         build(ctx, IngestSettings(file=(unknown,), exchange="x", symbol="A/B"))
 
 

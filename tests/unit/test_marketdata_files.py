@@ -231,7 +231,7 @@ def test_read_market_data_when_timestamps_are_iso_strings_reads_them_as_utc(tmp_
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("a,b,c\n1,2,3\n", "neither trades nor quotes"),
+        ("a,b,c\n1,2,3\n", "cannot tell trades or quotes from columns"),
         ("1,2,3,4\n", "headerless CSV with 4 columns"),
     ],
 )

@@ -13,7 +13,7 @@ from rich.table import Table
 from tickpipe.app import load_specs
 from tickpipe.bus.security import KafkaSecurity
 from tickpipe.cache.base import get_json
-from tickpipe.marketdata import read_binance_capture
+from tickpipe.marketdata import format_columns, read_market_data
 from tickpipe.processes import ServiceProcesses
 from tickpipe.settings import PlatformSettings
 from tickpipe.summary import Summary, count_records
@@ -56,15 +56,19 @@ def _progress() -> Progress:
     )
 
 
-def run_embedded(data: Path) -> Summary:
-    """The backtest's ticks engine over `data`: the same five handlers, one process."""
+def run_embedded(data: Path, columns: dict[str, str] | None = None) -> Summary:
+    """The backtest's ticks engine over `data`: the same five handlers, one process.
+    `columns` names a table's columns (`--columns`, see docs/data-formats.md)."""
     from tickpipe.backtest.config import BacktestConfig
     from tickpipe.backtest.engine import run_ticks
 
-    total = sum(1 for _ in read_binance_capture(data))
+    config = BacktestConfig(data=(data,))
+    if columns:
+        config = config.with_settings({"ingest.columns": columns})
+    total = sum(1 for _ in read_market_data(data, columns=columns))
     with _progress() as progress:
         task = progress.add_task("replaying market data", total=total)
-        result = run_ticks(BacktestConfig(data=(data,)), lambda n: progress.advance(task, n))
+        result = run_ticks(config, lambda n: progress.advance(task, n))
     return result.summary
 
 
@@ -75,6 +79,7 @@ def run_kafka(
     account: str = "paper",
     idle_s: float = 3.0,
     settings: PlatformSettings | None = None,
+    columns: dict[str, str] | None = None,
 ) -> Summary:
     """Five processes over Kafka and Redis; the demo counts what lands on the topics. Its
     own clients connect as `settings` say (TICKPIPE_KAFKA_SECURITY_PROTOCOL & co.), and the
@@ -99,6 +104,7 @@ def run_kafka(
         "TICKPIPE_REDIS_URL": redis_url,
         "TICKPIPE_TOPIC_NAMESPACE": namespace,
         "TICKPIPE_INGEST_FILE": str(data),
+        **({"TICKPIPE_INGEST_COLUMNS": format_columns(columns)} if columns else {}),
     }
     with ServiceProcesses(env, Path(".tickpipe/demo-logs")) as procs:
         specs = load_specs()
@@ -119,7 +125,7 @@ def run_kafka(
         def sources_done() -> bool:
             return all(procs.procs[name].poll() is not None for name in sources)
 
-        total = sum(1 for _ in read_binance_capture(data))
+        total = sum(1 for _ in read_market_data(data, columns=columns))
         with _progress() as progress:
             task = progress.add_task("market data through five services", total=total)
             last = time.monotonic()
@@ -140,9 +146,14 @@ def run_kafka(
     return summary
 
 
-def main(data: Path, kafka: bool) -> int:
+def main(data: Path, kafka: bool, columns: dict[str, str] | None = None) -> int:
+    try:
+        read_market_data(data, columns=columns)  # a file it cannot read: one line, up front
+    except ValueError as exc:
+        console.print(f"tickpipe demo: {exc}", highlight=False, markup=False, soft_wrap=True)
+        return 2
     if not kafka:
-        print_summary(f"tickpipe demo (in-memory bus) — {data.name}", run_embedded(data))
+        print_summary(f"tickpipe demo (in-memory bus) — {data.name}", run_embedded(data, columns))
         return 0
     settings = PlatformSettings()
     bootstrap = os.environ.get("TICKPIPE_KAFKA_BOOTSTRAP")
@@ -152,7 +163,7 @@ def main(data: Path, kafka: bool) -> int:
 
         endpoints = up(Path(".tickpipe/infra"))
         bootstrap, redis_url = endpoints.kafka_bootstrap, endpoints.redis_url
-    summary = run_kafka(data, bootstrap, redis_url, settings=settings)
+    summary = run_kafka(data, bootstrap, redis_url, settings=settings, columns=columns)
     transport = f"Kafka {bootstrap} {KafkaSecurity.of(settings).describe()}"
     print_summary(f"tickpipe demo ({transport}, Redis) — {data.name}", summary)
     off = [k.removeprefix("TICKPIPE_RISK_").lower() for k in WALL_CLOCK_CONTROLS]

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from tickpipe.marketdata import SyntheticConfig
+from tickpipe.marketdata import SyntheticConfig, parse_columns
 from tickpipe.service import ServiceContext, ServiceSpec, Source
 from tickpipe.topics import DLQ, QUALITY, QUOTES, TRADES
 from tickpipe_ingest.domain.validation import Validator
@@ -41,6 +41,11 @@ class IngestSettings(BaseSettings):
     # file
     file: Annotated[tuple[Path, ...], NoDecode] = (DEFAULT_SAMPLE,)
     format: Literal["auto", "binance_capture", "csv", "json", "parquet"] = "auto"
+    columns: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="A table's columns where their names are not known ones: "
+        "`time=ts_ms,price=px,amount=qty,side=side` (docs/data-formats.md).",
+    )
     speed: float = Field(default=0.0, ge=0, description="× real time; 0 = maximum speed.")
     rate: float | None = Field(default=None, gt=0, description="Records per second.")
     loops: int = Field(default=1, ge=1)
@@ -82,6 +87,12 @@ class IngestSettings(BaseSettings):
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return (value,) if isinstance(value, Path) else _split(value)
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _columns(cls, value: Any) -> Any:
+        # `time=ts_ms,price=px` (the environment, --columns) or a mapping (a TOML table).
+        return parse_columns(value) if isinstance(value, str | dict) else value
 
     @field_validator("ccxt_config")
     @classmethod
@@ -129,6 +140,7 @@ def _file(ctx: ServiceContext, settings: IngestSettings, stop: threading.Event) 
             fmt=settings.format,
             exchange=settings.exchange,
             symbol=settings.symbol,
+            columns=settings.columns,
             speed=settings.speed,
             rate=settings.rate,
             loops=settings.loops,
@@ -139,7 +151,7 @@ def _file(ctx: ServiceContext, settings: IngestSettings, stop: threading.Event) 
             resume=_resume(ctx, settings),
         )
     except ValueError as exc:
-        raise SystemExit(f"ingest: cannot read {name}: {exc}") from exc
+        raise SystemExit(f"ingest: {exc}") from exc  # the reader's message names the file
 
 
 def _ns(t: datetime | None) -> int | None:

@@ -15,7 +15,7 @@ import heapq
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from tickpipe.clock import Clock, SimClock
@@ -53,6 +53,7 @@ class FileReplaySource:
         fmt: str = "auto",
         exchange: str | None = None,
         symbol: str | None = None,
+        columns: Mapping[str, str] | None = None,
         speed: float = 0.0,
         rate: float | None = None,
         loops: int = 1,
@@ -68,6 +69,7 @@ class FileReplaySource:
         self._fmt = fmt
         self._exchange = exchange
         self._symbol = symbol
+        self._columns = dict(columns or {})
         self._normalize = normalize
         self._clock = clock
         self._speed = speed
@@ -99,7 +101,9 @@ class FileReplaySource:
 
     def _open(self) -> list[Iterator[Item]]:
         return [
-            read_market_data(p, self._fmt, exchange=self._exchange, symbol=self._symbol)
+            read_market_data(
+                p, self._fmt, exchange=self._exchange, symbol=self._symbol, columns=self._columns
+            )
             for p in self.paths
         ]
 

@@ -6,18 +6,43 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Iterator
 from contextlib import ExitStack
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tickpipe.backtest.config import ENGINES, BacktestConfig, ConfigError, load_file, split_key
+from tickpipe.backtest.config import (
+    ENGINES,
+    BacktestConfig,
+    ConfigError,
+    load_file,
+    sections,
+    split_key,
+)
+
+if TYPE_CHECKING:
+    from tickpipe.marketdata import QuoteData, TradeData
 
 SAMPLE = Path("data/sample/binance-spot-btcusdt-20240808.gz")
+COLUMNS_HELP = (
+    "name a table's columns where they are not known names, "
+    "e.g. time=ts_ms,price=px,amount=qty,side=side (docs/data-formats.md)"
+)
+
+
+def columns_arg(text: str) -> dict[str, str]:
+    """`--columns time=ts_ms,price=px`: checked here, so a typo is a usage error."""
+    from tickpipe.marketdata import parse_columns
+
+    try:
+        return parse_columns(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _value(text: str) -> Any:
@@ -32,7 +57,16 @@ def _assignment(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep:
         raise argparse.ArgumentTypeError(f"{text!r}: expected service.setting=value")
-    split_key(key)
+    try:
+        split_key(key)
+    except ConfigError:  # argparse would say only "invalid _assignment value"
+        service, dot, name = key.partition(".")
+        known = ", ".join(sections())
+        if not dot or not name:
+            msg = f"{text!r}: expected service.setting=value, service one of {known}"
+        else:
+            msg = f"{text!r}: unknown service {service!r}; known: {known}"
+        raise argparse.ArgumentTypeError(msg) from None
     return key, value
 
 
@@ -52,6 +86,7 @@ def add_parser(sub: Any) -> None:
         "With --sweep (or a [sweep] table in --config) runs a grid of settings in parallel.",
     )
     p.add_argument("--data", type=Path, nargs="+", default=[SAMPLE], help="market data file(s)")
+    p.add_argument("--columns", type=columns_arg, help=COLUMNS_HELP)
     p.add_argument("--from", dest="start", type=_time, help="start time (UTC), inclusive")
     p.add_argument("--to", dest="end", type=_time, help="end time (UTC), exclusive")
     p.add_argument("--model", help="model VERSION or NAME/VERSION in the registry, or a folder")
@@ -86,6 +121,7 @@ def add_parser(sub: Any) -> None:
         help="normalise market data through ingest into a Parquet dataset (for --engine bars)",
     )
     d.add_argument("--data", type=Path, nargs="+", required=True, help="market data file(s)")
+    d.add_argument("--columns", type=columns_arg, help=COLUMNS_HELP)
     d.add_argument("--out", type=Path, required=True, help="the dataset folder to write")
     d.add_argument("--from", dest="start", type=_time, help="start time (UTC), inclusive")
     d.add_argument("--to", dest="end", type=_time, help="end time (UTC), exclusive")
@@ -99,12 +135,14 @@ def dataset_main(args: argparse.Namespace) -> int:
 
     missing = [str(p) for p in args.data if not p.exists()]
     if missing:
-        print(f"tickpipe dataset: no such data file: {', '.join(missing)}", file=sys.stderr)
+        print(f"tickpipe dataset: --data {', '.join(missing)}: no such file", file=sys.stderr)
         return 2
     if args.out.exists() and any(args.out.iterdir()):
         print(f"tickpipe dataset: {args.out} is not empty", file=sys.stderr)
         return 2
     config = BacktestConfig(data=tuple(args.data), start=args.start, end=args.end, loops=args.loops)
+    if args.columns:
+        config = config.with_settings({"ingest.columns": args.columns})
     specs = load_specs()
     try:
         settings = config.service_settings(specs)["ingest"]
@@ -151,13 +189,20 @@ def main(args: argparse.Namespace) -> int:
             seed=args.seed,
             engine=args.engine,
             loops=args.loops,
-        ).with_settings({k: _value(v) for k, v in args.set})
+        ).with_settings(
+            {
+                **({"ingest.columns": args.columns} if args.columns else {}),
+                **{k: _value(v) for k, v in args.set},
+            }
+        )
         for key, values in args.sweep:
             axes[key] = [_value(v) for v in values.split(",")]
         missing = [str(p) for p in config.data if not p.exists()]
         if missing:
-            raise ConfigError(f"no such data file: {', '.join(missing)}")
+            raise ConfigError(f"--data {', '.join(missing)}: no such file (check the path)")
         if axes:
+            if config.start is not None or config.end is not None:
+                _check_window(config)  # before N workers each find nothing
             return _sweep(config, axes, args)
         return _single(config, args)
     except ConfigError as exc:
@@ -175,6 +220,8 @@ def _single(config: BacktestConfig, args: argparse.Namespace) -> int:
         unit = "bars" if config.engine == "bars" else "records"
         task = progress.add_task(f"backtest ({unit})", total=None)
         result = run_backtest(config, on_progress=lambda n: progress.advance(task, n))
+    if result.events == 0:  # an empty report would look like a strategy that did nothing
+        raise ConfigError(_no_data(config))
     report = build_report(result.fills, result.marks, result.capital)
     console = Console()
     rate = result.trades / result.elapsed_s if result.elapsed_s else 0.0
@@ -190,6 +237,102 @@ def _single(config: BacktestConfig, args: argparse.Namespace) -> int:
     if args.html:
         err.print(f"report: {write_html(report, args.html)}")
     return 0
+
+
+def _utc(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _window(config: BacktestConfig) -> str:
+    start = config.start.isoformat() if config.start else "the start"
+    end = config.end.isoformat() if config.end else "the end"
+    return f"from {start} to {end}"
+
+
+def _records(config: BacktestConfig, path: Path) -> Iterator[TradeData | QuoteData]:
+    """A data file's records as ingest reads them (its format, exchange, symbol and column
+    settings); ValueError when they cannot be read."""
+    from tickpipe.marketdata import ParseError, read_market_data
+
+    ingest = config.overlay()["ingest"]
+    items = read_market_data(
+        path,
+        str(ingest.get("format") or "auto"),
+        exchange=ingest.get("exchange"),
+        symbol=ingest.get("symbol"),
+        columns=ingest.get("columns") or None,
+    )
+    return (item for item in items if not isinstance(item, ParseError))
+
+
+def _span(config: BacktestConfig) -> tuple[int, int] | None:
+    """The first and last exchange time in the data (files or a dataset folder)."""
+    from tickpipe.backtest.dataset import Dataset
+
+    lo: int | None = None
+    hi: int | None = None
+    for path in config.data:
+        if Dataset.is_dataset(path):
+            import polars as pl
+
+            parts = [*path.glob("trades/part-*.parquet"), *path.glob("quotes/part-*.parquet")]
+            if not parts:
+                continue
+            row = pl.scan_parquet(parts).select(pl.col("ts").min(), pl.col("ts").max()).collect()
+            first, last = row.row(0)
+            if first is None or last is None:
+                continue
+            lo = first if lo is None else min(lo, first)
+            hi = last if hi is None else max(hi, last)
+            continue
+        for item in _records(config, path):
+            t = item.ts_event
+            lo = t if lo is None or t < lo else lo
+            hi = t if hi is None or t > hi else hi
+    return None if lo is None or hi is None else (lo, hi)
+
+
+def _no_data(config: BacktestConfig) -> str:
+    """Why the backtest saw no market data: the window against the data's time span."""
+    files = ", ".join(str(p) for p in config.data)
+    try:
+        span = _span(config)
+    except ValueError:  # a layout that needs [ingest] settings to read: no span to give
+        span = None
+    if span is None:
+        return f"no market data in {files} (is it empty, or all dead letters?)"
+    loops = f", replayed {config.loops} times later" if config.loops > 1 else ""
+    return (
+        f"no market data {_window(config)}: {files} spans {_utc(span[0])} to "
+        f"{_utc(span[1])}{loops} (choose --from/--to inside it)"
+    )
+
+
+def _check_window(config: BacktestConfig) -> None:
+    """Raise ConfigError when no record of the data files falls in the window."""
+    from tickpipe.backtest.dataset import Dataset
+
+    if config.loops != 1 or any(Dataset.is_dataset(p) for p in config.data):
+        return  # later loops are shifted; a dataset already holds its window
+    start = _epoch_ns(config.start)
+    end = _epoch_ns(config.end)
+    try:
+        for path in config.data:
+            for item in _records(config, path):
+                if (start is None or item.ts_event >= start) and (
+                    end is None or item.ts_event < end
+                ):
+                    return
+    except ValueError:
+        return  # a layout ingest reads with settings: the run itself will say
+    raise ConfigError(_no_data(config))
+
+
+def _epoch_ns(t: datetime | None) -> int | None:
+    if t is None:
+        return None
+    t = t if t.tzinfo else t.replace(tzinfo=UTC)  # naive times are UTC, as ingest reads them
+    return (t - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 1_000
 
 
 def _sweep(config: BacktestConfig, axes: dict[str, list[Any]], args: argparse.Namespace) -> int:

@@ -11,7 +11,13 @@ from tickpipe.marketdata.files import (
 from tickpipe.marketdata.recorded import read_binance_capture, unified_symbol
 from tickpipe.marketdata.records import ParseError, QuoteData, TradeData
 from tickpipe.marketdata.synthetic import SyntheticConfig, SyntheticMarket
-from tickpipe.marketdata.tabular import normalize_symbol, symbol_from_filename
+from tickpipe.marketdata.tabular import (
+    COLUMN_FIELDS,
+    format_columns,
+    normalize_symbol,
+    parse_columns,
+    symbol_from_filename,
+)
 from tickpipe.marketdata.unified import (
     quote_from_order_book,
     quote_from_ticker,
@@ -19,6 +25,7 @@ from tickpipe.marketdata.unified import (
 )
 
 __all__ = [
+    "COLUMN_FIELDS",
     "FORMATS",
     "ParseError",
     "QuoteData",
@@ -26,7 +33,9 @@ __all__ = [
     "SyntheticMarket",
     "TradeData",
     "detect_format",
+    "format_columns",
     "normalize_symbol",
+    "parse_columns",
     "quote_from_order_book",
     "quote_from_ticker",
     "read_binance_capture",

@@ -4,10 +4,14 @@ Every reader yields `TradeData`, `QuoteData` or `ParseError` values in file orde
 input record, so a caller can account for every record (published + dead-lettered = read).
 
 Layouts read (see `tabular.py` for the column names):
-- CSV with a header: freqtrade trades (`timestamp,id,type,side,price,amount,cost`, with or
-  without a leading index column), Tardis trades (`exchange,symbol,timestamp,...,side,price,
-  amount`) and quotes (`...,ask_amount,ask_price,bid_price,bid_amount`).
-- CSV without a header: Kraken's trade history (`unix_seconds,price,volume`).
+- CSV with a header (comma, tab, `;` or `|` separated): freqtrade trades (`timestamp,id,type,
+  side,price,amount,cost`, with or without a leading index column), Tardis trades
+  (`exchange,symbol,timestamp,...,side,price,amount`) and quotes (`...,ask_amount,ask_price,
+  bid_price,bid_amount`), and any plain trade or quote table whose columns `tabular.py` knows
+  by name (`timestamp_ms,id,side,price,amount`, `time,qty,price,is_buyer_maker`,
+  `ts,bid,ask`...). Other names are given with `columns` (`time=ts_ms,price=px,...`).
+- CSV without a header: Kraken's trade history (`unix_seconds,price,volume`); with `columns`,
+  any other, its columns named by position from 1 (`time=1,price=2,amount=3`).
 - JSON: an array (or JSON lines) of freqtrade trade rows `[ts_ms, id, type, side, price,
   amount, cost]` or of objects (ccxt unified trades, Binance-style objects).
 - Parquet: nautilus trades (`timestamp,trade_id,price,quantity,buyer_maker`) and quotes
@@ -27,7 +31,13 @@ import orjson
 
 from tickpipe.marketdata.recorded import read_binance_capture
 from tickpipe.marketdata.records import ParseError, QuoteData, TradeData
-from tickpipe.marketdata.tabular import Layout, RowParser, detect_layout, symbol_from_filename
+from tickpipe.marketdata.tabular import (
+    Layout,
+    RowParser,
+    detect_layout,
+    parse_columns,
+    symbol_from_filename,
+)
 
 Item = TradeData | QuoteData | ParseError
 
@@ -74,23 +84,34 @@ def read_market_data(
     *,
     exchange: str | None = None,
     symbol: str | None = None,
+    columns: str | Mapping[str, str] | None = None,
 ) -> Iterator[Item]:
     """Read any supported file. `exchange`/`symbol` fill in what the file does not say
     (the symbol defaults to one in the file name, e.g. `XRP_ETH-trades.json.gz`).
+    `columns` (`time=ts_ms,price=px,...`, see `tabular.parse_columns`) names the columns of
+    a table whose names are not known ones; fields it leaves out are still found by name.
 
     Raises ValueError up front for an unknown format or layout, or when the exchange or the
-    symbol cannot be known: configuration errors, not bad records.
+    symbol cannot be known: configuration errors, not bad records. Its message starts with
+    the file.
     """
     fmt = detect_format(path) if fmt == "auto" else fmt
     symbol = symbol or symbol_from_filename(path)
-    if fmt == "binance_capture":
-        return read_binance_capture(path, exchange or "binance")
-    if fmt == "csv":
-        return read_csv(path, exchange=exchange, symbol=symbol)
-    if fmt == "json":
-        return read_json(path, exchange=exchange, symbol=symbol)
-    if fmt == "parquet":
-        return read_parquet(path, exchange=exchange, symbol=symbol)
+    given = parse_columns(columns)
+    try:
+        if fmt == "binance_capture":
+            if given:
+                raise ValueError("a Binance capture has no columns to name")
+            return read_binance_capture(path, exchange or "binance")
+        if fmt == "csv":
+            return read_csv(path, exchange=exchange, symbol=symbol, columns=given)
+        if fmt == "json":
+            return read_json(path, exchange=exchange, symbol=symbol, columns=given)
+        if fmt == "parquet":
+            return read_parquet(path, exchange=exchange, symbol=symbol, columns=given)
+    except ValueError as exc:
+        text = str(exc)
+        raise ValueError(text if text.startswith(f"{path}: ") else f"{path}: {text}") from exc
     raise ValueError(f"unknown format {fmt!r}; one of auto, {', '.join(FORMATS)}")
 
 
@@ -102,27 +123,47 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _csv_fields(line: bytes) -> list[str]:
-    return next(csv.reader([line.decode("utf-8", "replace")]), [])
+def _csv_fields(line: bytes, delimiter: str = ",") -> list[str]:
+    return next(csv.reader([line.decode("utf-8-sig", "replace")], delimiter=delimiter), [])
 
 
-def read_csv(path: Path, *, exchange: str | None, symbol: str | None) -> Iterator[Item]:
+def _delimiter(line: bytes) -> str:
+    """`,` unless the header holds more tabs, semicolons or bars than commas."""
+    return max((",", "\t", ";", "|"), key=lambda d: line.count(d.encode()))
+
+
+def read_csv(
+    path: Path,
+    *,
+    exchange: str | None,
+    symbol: str | None,
+    columns: str | Mapping[str, str] | None = None,
+) -> Iterator[Item]:
+    given = parse_columns(columns)
     with _open(path) as fh:
         first = fh.readline().rstrip(b"\r\n")
-    header = _csv_fields(first)
+    delimiter = _delimiter(first)
+    header = [name.strip() for name in _csv_fields(first, delimiter)]
     headerless = bool(header) and all(_is_number(f) for f in header)
-    if headerless:
+    if headerless and given:
+        names: list[str] = [str(i) for i in range(1, len(header) + 1)]  # `time=1,price=2`
+    elif headerless:
         if len(header) != len(KRAKEN_CSV_FIELDS):
-            raise ValueError(f"{path}: headerless CSV with {len(header)} columns is unknown")
-        names: list[str] = list(KRAKEN_CSV_FIELDS)
+            raise ValueError(
+                f"{path}: headerless CSV with {len(header)} columns is unknown; name them by "
+                "position with --columns, e.g. time=1,price=2,amount=3"
+            )
+        names = list(KRAKEN_CSV_FIELDS)
     else:
         names = header
     # Layout errors surface here, at the call, not on the first `next()`.
-    parser = RowParser(detect_layout(names), exchange, symbol)
-    return _csv_rows(path, names, parser, skip_header=not headerless)
+    parser = RowParser(detect_layout(names, given, str(path)), exchange, symbol)
+    return _csv_rows(path, names, parser, skip_header=not headerless, delimiter=delimiter)
 
 
-def _csv_rows(path: Path, names: list[str], parser: RowParser, skip_header: bool) -> Iterator[Item]:
+def _csv_rows(
+    path: Path, names: list[str], parser: RowParser, skip_header: bool, delimiter: str = ","
+) -> Iterator[Item]:
     with _open(path) as fh:
         if skip_header:
             fh.readline()
@@ -130,7 +171,7 @@ def _csv_rows(path: Path, names: list[str], parser: RowParser, skip_header: bool
             line = raw.rstrip(b"\r\n")
             if not line.strip():
                 continue
-            fields = _csv_fields(line)
+            fields = _csv_fields(line, delimiter)
             if len(fields) != len(names):
                 yield ParseError(
                     "malformed_line", f"{len(fields)} fields, expected {len(names)}", line
@@ -150,7 +191,13 @@ def _dumps(row: Any) -> bytes:
     return orjson.dumps(row, default=str)
 
 
-def read_json(path: Path, *, exchange: str | None, symbol: str | None) -> Iterator[Item]:
+def read_json(
+    path: Path,
+    *,
+    exchange: str | None,
+    symbol: str | None,
+    columns: str | Mapping[str, str] | None = None,
+) -> Iterator[Item]:
     """A JSON array of rows, or JSON lines (one row per line; a broken line is one error)."""
     with _open(path) as fh:
         data = fh.read()
@@ -177,7 +224,7 @@ def read_json(path: Path, *, exchange: str | None, symbol: str | None) -> Iterat
     if first is None:
         return iter([r for r, _ in rows if isinstance(r, ParseError)])
     names = FREQTRADE_TRADE_FIELDS if isinstance(first, list) else tuple(first)
-    parser = RowParser(detect_layout(names), exchange, symbol)
+    parser = RowParser(detect_layout(names, parse_columns(columns), str(path)), exchange, symbol)
     return _json_rows(rows, parser)
 
 
@@ -200,7 +247,13 @@ def _json_rows(rows: list[tuple[Any, bytes | None]], parser: RowParser) -> Itera
         yield _parse(parser, fields, raw)
 
 
-def read_parquet(path: Path, *, exchange: str | None, symbol: str | None) -> Iterator[Item]:
+def read_parquet(
+    path: Path,
+    *,
+    exchange: str | None,
+    symbol: str | None,
+    columns: str | Mapping[str, str] | None = None,
+) -> Iterator[Item]:
     """Parquet through polars (a dependency of this reader only, imported here)."""
     import polars as pl
 
@@ -212,7 +265,9 @@ def read_parquet(path: Path, *, exchange: str | None, symbol: str | None) -> Ite
     ]
     if epochs:
         frame = frame.with_columns(epochs)
-    parser = RowParser(detect_layout(frame.columns), exchange, symbol)
+    parser = RowParser(
+        detect_layout(frame.columns, parse_columns(columns), str(path)), exchange, symbol
+    )
     return (_parse(parser, row, _dumps(row)) for row in frame.iter_rows(named=True))
 
 

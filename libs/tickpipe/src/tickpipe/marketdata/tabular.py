@@ -21,34 +21,162 @@ from tickpipe.marketdata.recorded import QUOTE_ASSETS, unified_symbol
 from tickpipe.marketdata.records import ParseError, QuoteData, TradeData
 
 _TS = ("timestamp", "ts_event", "time", "ts", "T", "transact_time", "datetime", "date")
-_SYMBOL = ("symbol", "s", "pair", "instrument")
-_EXCHANGE = ("exchange",)
+# Any other time column: `timestamp_ms`, `ts_ns`, `Time (UTC)`, `trade_time`, `epoch_s`...
+# (matched on the name lower-cased without separators; the unit still comes from the values).
+_TS_PATTERN = re.compile(
+    r"(?:trade|event|exchange|transact)?(?:timestamp|time|ts|datetime|date|epoch|unix)"
+    r"(?:s|sec|secs|seconds|ms|millis|milliseconds|us|micros|microseconds|ns|nanos"
+    r"|nanoseconds|utc|\(utc\))?"
+)
+_SYMBOL = ("symbol", "s", "pair", "instrument", "market", "ticker")
+_EXCHANGE = ("exchange", "venue")
 
 TRADE_COLUMNS: dict[str, tuple[str, ...]] = {
     "ts": _TS,
-    "price": ("price", "p", "px"),
-    "size": ("amount", "quantity", "qty", "size", "volume", "q"),
-    "side": ("side", "taker_side", "aggressor_side"),
-    "buyer_maker": ("buyer_maker", "is_buyer_maker", "isBuyerMaker", "m"),
-    "id": ("id", "trade_id", "tradeId", "tid", "a", "t"),
+    "price": ("price", "p", "px", "trade_price"),
+    "size": (
+        "amount",
+        "quantity",
+        "qty",
+        "size",
+        "volume",
+        "q",
+        "base_amount",
+        "base_volume",
+        "trade_size",
+        "trade_qty",
+    ),
+    "side": ("side", "taker_side", "aggressor_side", "aggressor", "direction"),
+    "buyer_maker": ("buyer_maker", "is_buyer_maker", "isBuyerMaker", "m", "maker_buyer"),
+    "id": ("id", "trade_id", "tradeId", "tid", "a", "t", "agg_trade_id", "aggTradeId"),
     "symbol": _SYMBOL,
     "exchange": _EXCHANGE,
 }
 QUOTE_COLUMNS: dict[str, tuple[str, ...]] = {
     "ts": _TS,
-    "bid": ("bid", "bid_price", "bidPrice", "best_bid", "b"),
-    "bid_size": ("bid_size", "bid_amount", "bidQty", "bid_qty", "bidVolume", "B"),
-    "ask": ("ask", "ask_price", "askPrice", "best_ask", "a"),
-    "ask_size": ("ask_size", "ask_amount", "askQty", "ask_qty", "askVolume", "A"),
+    "bid": ("bid", "bid_price", "bidPrice", "best_bid", "b", "bid_px", "best_bid_price", "bid1"),
+    "bid_size": (
+        "bid_size",
+        "bid_amount",
+        "bidQty",
+        "bid_qty",
+        "bidVolume",
+        "B",
+        "bid_quantity",
+        "bid_sz",
+        "best_bid_size",
+        "best_bid_qty",
+        "bid_size1",
+    ),
+    "ask": ("ask", "ask_price", "askPrice", "best_ask", "a", "ask_px", "best_ask_price", "ask1"),
+    "ask_size": (
+        "ask_size",
+        "ask_amount",
+        "askQty",
+        "ask_qty",
+        "askVolume",
+        "A",
+        "ask_quantity",
+        "ask_sz",
+        "best_ask_size",
+        "best_ask_qty",
+        "ask_size1",
+    ),
     "sequence": ("sequence", "seq"),
     "symbol": _SYMBOL,
     "exchange": _EXCHANGE,
 }
-_BUY = {"buy", "b", "bid", "taker_buy"}
-_SELL = {"sell", "s", "ask", "offer", "taker_sell"}
-_UNKNOWN_SIDE = {"", "unknown", "none", "null"}
-_TRUE = {"true", "1", "t", "yes"}
-_FALSE = {"false", "0", "f", "no"}
+_BUY = {"buy", "b", "bid", "taker_buy", "buyer", "bought"}
+_SELL = {"sell", "s", "ask", "offer", "taker_sell", "seller", "sold"}
+_UNKNOWN_SIDE = {"", "unknown", "none", "null", "nan"}
+_TRUE = {"true", "1", "t", "yes", "y", "1.0"}
+_FALSE = {"false", "0", "f", "no", "n", "0.0"}
+
+# `--columns` (and TICKPIPE_INGEST_COLUMNS) names: what a user calls a field -> ours.
+COLUMN_FIELDS: dict[str, str] = {
+    "time": "ts",
+    "timestamp": "ts",
+    "ts": "ts",
+    "id": "id",
+    "trade_id": "id",
+    "side": "side",
+    "is_buyer_maker": "buyer_maker",
+    "buyer_maker": "buyer_maker",
+    "price": "price",
+    "amount": "size",
+    "size": "size",
+    "qty": "size",
+    "quantity": "size",
+    "volume": "size",
+    "bid": "bid",
+    "bid_price": "bid",
+    "ask": "ask",
+    "ask_price": "ask",
+    "bid_size": "bid_size",
+    "bid_amount": "bid_size",
+    "ask_size": "ask_size",
+    "ask_amount": "ask_size",
+    "sequence": "sequence",
+    "symbol": "symbol",
+    "exchange": "exchange",
+}
+# The names `--columns` documents (COLUMN_FIELDS also takes a few synonyms).
+FIELD_NAMES = (
+    "time",
+    "id",
+    "side",
+    "is_buyer_maker",
+    "price",
+    "amount",
+    "bid",
+    "ask",
+    "bid_size",
+    "ask_size",
+    "sequence",
+    "symbol",
+    "exchange",
+)
+# Our field -> the name the messages use for it.
+_SHOWN = {"ts": "time", "size": "amount", "buyer_maker": "is_buyer_maker"}
+_TRADE_ONLY = {"price", "size", "side", "buyer_maker", "id"}
+_QUOTE_ONLY = {"bid", "ask", "bid_size", "ask_size", "sequence"}
+
+
+def parse_columns(spec: str | Mapping[str, Any] | None) -> dict[str, str]:
+    """`time=ts_ms,price=px,amount=qty` (or a mapping) -> {field: column}. The fields are
+    `COLUMN_FIELDS`' names (`time`, `id`, `side`, `is_buyer_maker`, `price`, `amount`, `bid`,
+    `ask`, `bid_size`, `ask_size`, `sequence`, `symbol`, `exchange`). Raises ValueError."""
+    if spec is None:
+        return {}
+    if isinstance(spec, str):
+        pairs: list[tuple[str, str]] = []
+        for part in (p.strip() for p in spec.split(",")):
+            if not part:
+                continue
+            key, sep, value = part.partition("=")
+            if not sep or not key.strip() or not value.strip():
+                raise ValueError(f"columns: {part!r} is not field=column, e.g. time=ts_ms")
+            pairs.append((key, value))
+    else:
+        pairs = [(str(k), str(v)) for k, v in spec.items()]
+    out: dict[str, str] = {}
+    for key, value in pairs:
+        name = key.strip().lower()
+        if name not in COLUMN_FIELDS:
+            known = ", ".join(FIELD_NAMES)
+            raise ValueError(f"columns: unknown field {key.strip()!r}; one of {known}")
+        if name in out:
+            raise ValueError(f"columns: {name} named twice")
+        out[name] = value.strip()
+    fields = [COLUMN_FIELDS[k] for k in out]
+    if len(set(fields)) != len(fields):
+        raise ValueError(f"columns: one field named twice in {spec!r}")
+    return out
+
+
+def format_columns(columns: Mapping[str, str]) -> str:
+    """The inverse of `parse_columns`, for settings and messages."""
+    return ",".join(f"{k}={v}" for k, v in columns.items())
 
 
 @dataclass(frozen=True)
@@ -62,25 +190,105 @@ class Layout:
         return field in self.columns
 
 
-def detect_layout(names: Sequence[str]) -> Layout:
-    """Trades or quotes, and each field's column. Raises ValueError for an unknown layout."""
-    present = set(names)
+def _squash(name: str) -> str:
+    return re.sub(r"[\s_\-.]", "", name.strip().lower())
 
-    def pick(aliases: dict[str, tuple[str, ...]]) -> dict[str, str]:
-        found: dict[str, str] = {}
-        for field, spellings in aliases.items():
-            name = next((s for s in spellings if s in present), None)
-            if name is not None:
-                found[field] = name
-        return found
 
-    quote = pick(QUOTE_COLUMNS)
-    if {"ts", "bid", "ask"} <= set(quote):
+def _find(
+    spellings: tuple[str, ...], names: Sequence[str], taken: set[str], field: str
+) -> str | None:
+    """A column for one field: an exact spelling first (in preference order), then the same
+    spelling in another case or with other separators (`Price`, `tradeId`, `Bid Price`)."""
+    free = [n for n in names if n not in taken]
+    for spelling in spellings:
+        if spelling in free:
+            return spelling
+    for spelling in spellings:
+        if len(spelling) > 1:  # `T`, `B`, `m`: exact only (`b` is a bid, `B` its size)
+            match = next((n for n in free if _squash(n) == _squash(spelling)), None)
+            if match is not None:
+                return match
+    if field == "ts":
+        return next((n for n in free if _TS_PATTERN.fullmatch(_squash(n))), None)
+    return None
+
+
+def _pick(
+    aliases: dict[str, tuple[str, ...]], names: Sequence[str], given: Mapping[str, str]
+) -> dict[str, str]:
+    found = {field: column for field, column in given.items() if field in aliases}
+    taken = set(found.values())
+    for field, spellings in aliases.items():
+        if field in found:
+            continue
+        name = _find(spellings, names, taken, field)
+        if name is not None:
+            found[field] = name
+            taken.add(name)
+    return found
+
+
+def _shown(fields: Sequence[str]) -> str:
+    return ", ".join(_SHOWN.get(f, f) for f in fields)
+
+
+def detect_layout(
+    names: Sequence[str],
+    columns: Mapping[str, str] | None = None,
+    source: str = "",
+) -> Layout:
+    """Trades or quotes, and each field's column. `columns` (`parse_columns`' result) names
+    some or all of them; the rest are found by name. Raises ValueError for an unknown layout,
+    in one line naming the columns found and those needed; `source` (the file) leads it.
+
+    One `columns` may serve a trades file and a quotes file together: a file whose columns
+    include a named trade column (price, amount...) is read as trades, and the quote entries
+    do not apply to it, and the other way round. An entry that applies names a column the
+    file must have."""
+    prefix = f"{source}: " if source else ""
+    listed = f"[{', '.join(names)}]"
+    named = parse_columns(columns)
+    present = {k: v for k, v in named.items() if v in names}
+    wants_quotes = bool(_QUOTE_ONLY & {COLUMN_FIELDS[k] for k in present})
+    wants_trades = bool(_TRADE_ONLY & {COLUMN_FIELDS[k] for k in present})
+    if wants_quotes and wants_trades:
+        both = ", ".join(f"{k}={v}" for k, v in present.items())
+        raise ValueError(f"{prefix}columns {both} name both trade and quote fields")
+    skip = _QUOTE_ONLY if wants_trades else _TRADE_ONLY if wants_quotes else set()
+    absent = [
+        f"{k}={v}" for k, v in named.items() if k not in present and COLUMN_FIELDS[k] not in skip
+    ]
+    if absent:
+        raise ValueError(f"{prefix}columns {', '.join(absent)}: not in the file's {listed}")
+    given = {COLUMN_FIELDS[k]: v for k, v in present.items()}
+    quote = _pick(QUOTE_COLUMNS, names, given)
+    trade = _pick(TRADE_COLUMNS, names, given)
+    quote_missing = [f for f in ("ts", "bid", "ask") if f not in quote]
+    trade_missing = [f for f in ("ts", "price", "size") if f not in trade]
+    if not wants_trades and not quote_missing:
         return Layout("quotes", quote)
-    trade = pick(TRADE_COLUMNS)
-    if {"ts", "price", "size"} <= set(trade):
+    if not wants_quotes and not trade_missing:
         return Layout("trades", trade)
-    raise ValueError(f"neither trades nor quotes: columns {list(names)}")
+    if wants_quotes:
+        found = _found(quote, ("ts", "bid", "ask"))
+        raise ValueError(
+            f"{prefix}cannot read quotes from columns {listed}: missing "
+            f"{_shown(quote_missing)} (found {found or 'none'}); a quote file needs time, "
+            f"bid, ask (bid_size, ask_size optional); name them with --columns "
+            f"time=...,bid=...,ask=..."
+        )
+    found = _found(trade, ("ts", "price", "size", "side", "buyer_maker"))
+    what = "trades" if wants_trades else "trades or quotes"
+    raise ValueError(
+        f"{prefix}cannot tell {what} from columns {listed}"
+        + (f" (found {found}; missing {_shown(trade_missing)})" if found else "")
+        + "; a trade file needs time, price, amount (and side or is_buyer_maker), a quote "
+        "file time, bid, ask; name them with --columns time=...,price=...,amount=..."
+    )
+
+
+def _found(picked: Mapping[str, str], fields: Sequence[str]) -> str:
+    return ", ".join(f"{_SHOWN.get(f, f)}={picked[f]}" for f in fields if f in picked)
 
 
 def normalize_symbol(raw: str) -> str:
@@ -124,9 +332,15 @@ class RowParser:
 
     def __init__(self, layout: Layout, exchange: str | None, symbol: str | None) -> None:
         if not layout.has("exchange") and not exchange:
-            raise ValueError("no exchange column: set the exchange for this file")
+            raise ValueError(
+                "no exchange column: set the exchange for this file (TICKPIPE_INGEST_EXCHANGE; "
+                "in a backtest --set ingest.exchange=...)"
+            )
         if not layout.has("symbol") and not symbol:
-            raise ValueError("no symbol column and none in the file name: set the symbol")
+            raise ValueError(
+                "no symbol column and none in the file name: set the symbol "
+                "(TICKPIPE_INGEST_SYMBOL; in a backtest --set ingest.symbol=...)"
+            )
         self.layout = layout
         self._exchange = exchange or ""
         self._symbol = symbol or ""
@@ -169,7 +383,7 @@ class RowParser:
                 try:
                     number = Decimal(text)
                 except InvalidOperation:
-                    return _datetime_ns(datetime.fromisoformat(text.replace("Z", "+00:00")))
+                    return _iso_ns(text)
             else:
                 number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
             if not number.is_finite() or number <= 0:
@@ -251,6 +465,19 @@ class RowParser:
             sequence = int(seq)
         exchange, symbol = self._instrument(row, raw)
         return QuoteData(exchange, symbol, bid, bid_size, ask, ask_size, ts, raw, sequence)
+
+
+_FRACTION = re.compile(r"[.,](\d{7,9})")
+
+
+def _iso_ns(text: str) -> int:
+    """ISO-8601 (`2024-08-08T23:54:15.342Z`, `2024-08-08 23:54:15+00:00`) to ns; digits
+    past the microsecond, which `datetime` drops, are kept."""
+    ns = _datetime_ns(datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00")))
+    fraction = _FRACTION.search(text)
+    if fraction is not None:
+        ns += int(fraction.group(1).ljust(9, "0")[6:])
+    return ns
 
 
 def _datetime_ns(value: datetime) -> int:
