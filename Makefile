@@ -6,9 +6,12 @@ UV_VERSION := 0.13.9
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 PY := .venv/bin/python
+ENGINE := bash deploy/docker/engine.sh
+IMAGES := bash deploy/docker/images.sh
 export UV_PYTHON := 3.11
 
 .PHONY: help install run demo-kafka browser-install deploy-tools infra-up infra-down infra-status infra-install topics \
+        docker-engine docker-engine-stop wheelhouse base-images images \
         lint format typecheck schemas test test-unit test-integration bench bench-embedded clean
 
 help: ## list the targets
@@ -40,6 +43,21 @@ browser-install: ## Debian's chromium for the dashboard's browser test (apt, as 
 
 deploy-tools: install ## kustomize, promtool, checkov, kubernetes-validate, check-jsonschema into .tools/
 	bash deploy/tools/install.sh
+
+docker-engine: ## Debian's Docker engine and compose (apt, as root); starts dockerd if none answers
+	$(ENGINE) start
+
+docker-engine-stop: ## stop the dockerd docker-engine started (never one it found running)
+	$(ENGINE) stop
+
+wheelhouse: install ## .tickpipe/wheelhouse: the image's Python packages, from uv.lock (PyPI, on the host)
+	$(IMAGES) wheelhouse
+
+base-images: install ## Kafka, Redis, Prometheus, Python: pulled, or built from Debian/Maven without a registry
+	$(IMAGES) bases
+
+images: install ## base-images, the wheelhouse and the tickpipe image (tickpipe:local); no network in docker build
+	$(IMAGES) all
 
 infra-up: install ## start Kafka (KRaft) and Redis on loopback
 	$(PY) -m tickpipe.cli infra up
@@ -73,8 +91,10 @@ test-unit: install
 test-integration: install infra-install
 	$(PY) -m pytest tests/integration -q
 
+# The engine runs for the tests (and is stopped after them if this run started it): the broker
+# fixtures use testcontainers with the base images, and tests/deploy runs the compose stack.
 test: install infra-install browser-install deploy-tools lint typecheck ## everything CI runs: lint, types, all tests
-	$(PY) -m pytest -q
+	$(ENGINE) run -- bash -c '$(IMAGES) bases && $(IMAGES) wheelhouse && $(PY) -m pytest -q'
 
 bench: install infra-install ## pipeline benchmark over Kafka and in memory (prints a table)
 	$(PY) bench/pipeline.py

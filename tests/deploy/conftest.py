@@ -1,4 +1,5 @@
-"""Fixtures for the deploy checks: each kustomize overlay built once per session."""
+"""Fixtures for the deploy checks: each kustomize overlay built once per session; the engine
+tests' measurements in the session's summary."""
 
 from __future__ import annotations
 
@@ -28,3 +29,11 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def manifests(built: dict[str, Path]) -> dict[str, list[dict[str, Any]]]:
     """overlay -> its parsed documents."""
     return {overlay: load_all(path.read_text()) for overlay, path in built.items()}
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """What the engine tests measured (image size, build and start-up times)."""
+    from tests.deploy.engine import REPORT
+
+    for line in REPORT:
+        terminalreporter.write_line(f"deploy: {line}")

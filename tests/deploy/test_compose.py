@@ -1,11 +1,14 @@
-"""docker-compose.yml: valid against the compose specification's schema, ordered start-up,
-and services, ports and Prometheus targets that agree with the code; docker-compose.secure.yml
-switches it to SASL_SSL and TLS with per-service credentials from files."""
+"""docker-compose.yml as a file: valid against the compose specification's schema and for
+Debian's docker-compose 1.29, ordered start-up, services, ports and Prometheus targets that
+agree with the code, loopback-only ports, no address outside the compose network, and the
+image defaults everywhere the same; docker-compose.secure.yml switches it to SASL_SSL and TLS
+with per-service credentials from files. tests/deploy/test_compose_stack.py runs it."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -15,11 +18,26 @@ from typing import Any
 import pytest
 import yaml
 
+from tests import brokers
 from tests.brokers import unavailable
+from tests.deploy.engine import require_compose
 from tests.deploy.tools import ROOT, SERVICES, run, tool
 from tickpipe.app import load_specs
 
 COMPOSE = ROOT / "docker-compose.yml"
+SECURE = ROOT / "docker-compose.secure.yml"
+SECRETS_DIR = "${TICKPIPE_SECRETS_DIR:-.tickpipe/secrets}/"
+# `${NAME:-default}`: a value the environment may override.
+DEFAULTED = re.compile(r"\$\{(?P<var>[A-Z0-9_]+):-(?P<default>[^}]*)\}")
+# Today's public images, as deploy/docker/images.sh names them.
+PUBLIC = {
+    m["var"]: m["image"]
+    for m in re.finditer(
+        r"^PUBLIC_(?P<var>[A-Z]+)=(?P<image>\S+)$",
+        (ROOT / "deploy/docker/images.sh").read_text(),
+        re.M,
+    )
+}
 
 
 @pytest.fixture(scope="module")
@@ -65,17 +83,21 @@ def test_services_when_composed_then_each_runs_itself_on_its_default_port(
         assert s["command"] == ["run", name]
         port = specs[name].default_http_port
         assert _env(s)["TICKPIPE_HTTP_PORT"] == str(port)
-        assert s["ports"] == [f"127.0.0.1:{port}:{port}"]
+        assert s["ports"] == [f"127.0.0.1:${{{name.upper()}_HOST_PORT:-{port}}}:{port}"]
         assert _env(s)["TICKPIPE_KAFKA_BOOTSTRAP"] == "kafka:9092"
         assert _env(s)["TICKPIPE_REDIS_URL"] == "redis://redis:6379/0"
         assert _env(s)["TICKPIPE_HTTP_HOST"] == "0.0.0.0"
-        assert s["build"] == {"context": ".", "dockerfile": "deploy/Dockerfile"}
+        assert s["build"] == {
+            "context": ".",
+            "dockerfile": "deploy/Dockerfile",
+            "args": {"PYTHON_IMAGE": f"${{PYTHON_IMAGE:-{PUBLIC['PYTHON']}}}"},
+        }
         assert s["read_only"] is True and s["cap_drop"] == ["ALL"]
 
 
 def test_start_up_when_composed_then_ordered_by_health(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert services["topics"]["command"] == ["topics", "create"]
+    assert services["topics"]["command"][:2] == ["topics", "create"]
     assert services["topics"]["depends_on"] == {"kafka": {"condition": "service_healthy"}}
     for name in SERVICES:
         deps = services[name]["depends_on"]
@@ -97,7 +119,7 @@ def test_kafka_when_composed_then_single_node_kraft_with_transaction_log_rf_1(
 ) -> None:
     kafka = compose["services"]["kafka"]
     env = _env(kafka)
-    assert kafka["image"].startswith("apache/kafka:")
+    assert kafka["image"] == f"${{KAFKA_IMAGE:-{PUBLIC['KAFKA']}}}"
     assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == "1"
     assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == "1"
@@ -135,7 +157,99 @@ def test_images_when_composed_then_exact_tags(compose: dict[str, Any]) -> None:
         if name in (*SERVICES, "topics", "train", "api"):
             assert image == "${TICKPIPE_IMAGE:-tickpipe:local}"
             continue
+        given = DEFAULTED.fullmatch(image)
+        image = given["default"] if given else image
         assert re.fullmatch(r"[\w./-]+:v?\d+(\.\d+)+(-[\w.]+)?", image), f"{name}: {image}"
+
+
+def test_public_images_when_named_anywhere_then_the_same_tags() -> None:
+    """images.sh, the compose file, the Dockerfile and the broker fixtures agree on today's
+    public images (the defaults where no local equivalent is asked for)."""
+    assert set(PUBLIC) == {"PYTHON", "KAFKA", "REDIS", "PROMETHEUS"}
+    text = COMPOSE.read_text()
+    for var in ("KAFKA", "REDIS", "PROMETHEUS", "PYTHON"):
+        assert f"${{{var}_IMAGE:-{PUBLIC[var]}}}" in text, var
+    dockerfile = (ROOT / "deploy/Dockerfile").read_text()
+    assert f"ARG PYTHON_IMAGE={PUBLIC['PYTHON']}\n" in dockerfile
+    assert PUBLIC["KAFKA"] == brokers.KAFKA_IMAGE
+    assert PUBLIC["REDIS"] == brokers.REDIS_IMAGE
+
+
+def test_profiles_when_composed_then_the_core_stack_needs_no_profiled_service(
+    compose: dict[str, Any],
+) -> None:
+    """`up` without a profile starts Kafka, Redis, topics, the services and Prometheus; the
+    images without Debian packages (Grafana, the Collector, Jaeger) are profile
+    `observability`, never a dependency of the core."""
+    services = compose["services"]
+    core = {n for n, s in services.items() if not s.get("profiles")}
+    assert core == {"kafka", "redis", "topics", "prometheus", *SERVICES}
+    assert services["api"]["profiles"] == ["api"]
+    for name in ("grafana", "otel-collector", "jaeger"):
+        assert services[name]["profiles"] == ["observability"], name
+    for name in (*core, "api"):
+        assert set(services[name].get("depends_on", {})) <= core, name
+
+
+def _hosts(value: str) -> set[str]:
+    """Host names in a setting: URLs, `host:port` lists and JSON maps of URLs."""
+    found = set()
+    for url in re.findall(r"[a-z]+://([^/:\s\"',]+)", value):
+        found.add(url)
+    if "://" not in value:
+        for item in value.split(","):
+            host, sep, port = item.strip().partition(":")
+            if sep and port.isdigit():
+                found.add(host.rpartition("@")[2])  # a KRaft voter is id@host:port
+    return found
+
+
+def test_addresses_when_composed_then_only_compose_services_and_loopback_ports(
+    compose: dict[str, Any],
+) -> None:
+    """Containers talk to each other on the compose network, and the host to them on ports
+    published on 127.0.0.1: nothing addresses another host."""
+    names = set(compose["services"])
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    targets = {
+        t.split(":")[0]
+        for job in config["scrape_configs"]
+        for sc in job["static_configs"]
+        for t in sc["targets"]
+    }
+    assert targets <= names | {"localhost"}
+    for name, s in compose["services"].items():
+        assert "network_mode" not in s and "extra_hosts" not in s and "dns" not in s, name
+        assert "networks" not in s, name  # the project's default network only
+        for port in s.get("ports", []):
+            # Loopback only, at a port a *_HOST_PORT variable moves.
+            assert re.fullmatch(r"127\.0\.0\.1:\$\{[A-Z]+_HOST_PORT:-\d+\}:\d+", port), name
+        for var, value in _env(s).items():
+            for host in _hosts(DEFAULTED.sub(lambda m: m["default"], value)):
+                assert host in names | {"localhost"}, f"{name}: {var} names {host}"
+    assert "networks" not in compose
+
+
+def test_compose_files_when_read_by_debians_docker_compose_then_accepted(tmp_path: Path) -> None:
+    """docker-compose 1.29 (what `make docker-engine` installs) reads both files: no keys it
+    does not know (a top-level `name`, `configs.content`)."""
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir()
+    for source in yaml.safe_load(SECURE.read_text())["secrets"].values():
+        (secrets_dir / source["file"].removeprefix(SECRETS_DIR)).touch()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}
+    for files in (["-f", COMPOSE], ["-f", COMPOSE, "-f", SECURE]):
+        result = subprocess.run(
+            [str(require_compose()), *files, "config", "-q"],
+            env={**env, "TICKPIPE_SECRETS_DIR": str(secrets_dir)},
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "will be ignored" not in result.stderr, result.stderr
 
 
 def test_api_when_composed_then_serves_its_port_and_probes_every_service(
@@ -145,7 +259,8 @@ def test_api_when_composed_then_serves_its_port_and_probes_every_service(
     api = compose["services"]["api"]
     env = _env(api)
     assert api["command"] == ["api", "serve"]
-    assert api["ports"] == [f"127.0.0.1:{env['TICKPIPE_API_PORT']}:{env['TICKPIPE_API_PORT']}"]
+    port = env["TICKPIPE_API_PORT"]
+    assert api["ports"] == [f"127.0.0.1:${{API_HOST_PORT:-{port}}}:{port}"]
     targets = json.loads(env["TICKPIPE_API_HEALTH_TARGETS"])
     assert targets == {n: f"http://{n}:{specs[n].default_http_port}" for n in SERVICES}
     # The key comes from the operator's environment, never from this file.
@@ -154,8 +269,6 @@ def test_api_when_composed_then_serves_its_port_and_probes_every_service(
 
 # --- docker-compose.secure.yml: the same stack over SASL_SSL and TLS -----------------------
 
-SECURE = ROOT / "docker-compose.secure.yml"
-SECRETS_DIR = "${TICKPIPE_SECRETS_DIR:-.tickpipe/secrets}/"
 # Every container that runs the image, and the Kafka user it is.
 CLIENTS = {**{name: name for name in SERVICES}, "api": "api", "topics": "topics"}
 

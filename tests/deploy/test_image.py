@@ -1,8 +1,11 @@
-"""deploy/Dockerfile, .dockerignore and the container HEALTHCHECK script.
+"""deploy/Dockerfile, its build context, the wheelhouse it installs from, and the container
+HEALTHCHECK script.
 
-No Docker engine here: the Dockerfile's structure is checked (checkov's Dockerfile checks run
-in test_k8s.py), the build context is derived from .dockerignore with Docker's matching rules,
-and the HEALTHCHECK script runs against a real health server.
+The Dockerfile's structure is checked here (checkov's Dockerfile checks run in test_k8s.py;
+tests/deploy/test_compose_stack.py builds and runs the image): an air-gapped build from the
+wheelhouse, on a PYTHON_IMAGE build argument. The build context is derived from
+deploy/Dockerfile.dockerignore with Docker's matching rules, and the HEALTHCHECK script runs
+against a real health server.
 """
 
 from __future__ import annotations
@@ -25,28 +28,61 @@ from tests.deploy.tools import ROOT, dockerfile_stages, missing, run
 from tickpipe.app import load_specs
 from tickpipe.telemetry.http import HealthServer
 
+IMAGES = (ROOT / "deploy/docker/images.sh").read_text()
+# What images.sh exports from uv.lock: the runtime, none of the dependency groups.
+EXPORT = re.search(r'"\$uv" export (.+?) -q -o', IMAGES, re.S)
+
 
 def _stages() -> dict[str, list[tuple[str, str]]]:
     return dockerfile_stages()
 
 
-def test_dockerfile_when_read_then_multi_stage_with_uv_and_a_slim_python_3_11() -> None:
+def _uv() -> str:
+    uv = ROOT / ".tools" / "bin" / "uv"
+    found = str(uv) if uv.exists() else shutil.which("uv")
+    if found is None:
+        missing("uv")
+    return found
+
+
+def test_dockerfile_when_read_then_two_stages_on_a_python_image_build_argument() -> None:
     stages = _stages()
-    assert list(stages) == ["uv", "builder", "runtime"]  # the last stage is what ships
-    makefile = (ROOT / "Makefile").read_text()
-    uv_version = re.search(r"^UV_VERSION := (\S+)", makefile, re.M)
-    assert uv_version
-    assert stages["uv"][0][1] == f"ghcr.io/astral-sh/uv:{uv_version.group(1)} AS uv"
+    assert list(stages) == ["builder", "runtime"]  # the last stage is what ships
+    text = (ROOT / "deploy/Dockerfile").read_text()
+    default = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.M)
+    assert default, "the base image is a build argument"
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", default[1])
     for stage in ("builder", "runtime"):
-        image = stages[stage][0][1].split()[0]
-        assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?", image), image
-    runs = [rest for word, rest in stages["builder"] if word == "RUN"]
-    assert any(
-        "uv sync --frozen --no-dev --all-packages" in r and "--no-editable" in r for r in runs
+        assert stages[stage][0] == ("FROM", f"${{PYTHON_IMAGE}} AS {stage}")
+    assert "# syntax=" not in text  # BuildKit would fetch that frontend from a registry
+
+
+def test_dockerfile_when_built_then_nothing_is_fetched_only_the_wheelhouse_installed() -> None:
+    builder = _stages()["builder"]
+    env = {p.split("=")[0]: p.split("=")[1] for w, r in builder if w == "ENV" for p in r.split()}
+    assert env["PIP_NO_INDEX"] == "1"
+    runs = [rest for word, rest in builder if word == "RUN"]
+    deps = [r for r in runs if "type=bind,source=.tickpipe/wheelhouse/deps" in r]
+    assert (
+        len(deps) == 1
+        and "--require-hashes" in deps[0]
+        and "-r /wheels/requirements.txt" in deps[0]
     )
-    assert ("ENV", "UV_PROJECT_ENVIRONMENT=/app/.venv") in [
-        (w, part) for w, rest in stages["builder"] for part in rest.split() if w == "ENV"
-    ]
+    members = [r for r in runs if "type=bind,source=.tickpipe/wheelhouse/members" in r]
+    assert len(members) == 1 and "pip check" in members[0]
+    for stage in _stages().values():
+        for word, rest in stage:
+            if word == "RUN":
+                assert not re.search(r"apt-get|apk |curl|wget|uv sync|--index-url", rest), rest
+                pip = re.findall(r"pip install (.*?)(?:&&|$)", rest)
+                assert all("--find-links" in p or "/members/" in p for p in pip), rest
+    # ... and the wheelhouse holds the runtime as the lock pins it, none of the groups.
+    assert EXPORT
+    assert [word for word in EXPORT[1].split() if word != "\\"] == [
+        "--project", '"$ROOT"', "--frozen", "--no-default-groups", "--all-packages",
+        "--no-emit-workspace", "--no-header",
+    ]  # fmt: skip
+    assert "--require-hashes --only-binary=:all:" in IMAGES
 
 
 def test_dockerfile_when_read_then_runtime_is_non_root_with_a_healthcheck() -> None:
@@ -64,12 +100,40 @@ def test_dockerfile_when_read_then_runtime_is_non_root_with_a_healthcheck() -> N
     assert "--from=builder /app/.venv /app/.venv" in copies
 
 
-def test_workspace_when_built_then_every_member_is_in_the_copied_trees() -> None:
+def test_wheelhouse_when_built_then_holds_every_workspace_member(tmp_path: Path) -> None:
+    """images.sh builds the members with `uv build --all-packages`: a new member is in the
+    image without a Dockerfile change."""
     root = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    copied = {rest.split()[0] for w, rest in _stages()["builder"] if w == "COPY"}
-    assert {"pyproject.toml", "libs", "services"} <= copied
-    for pattern in root["tool"]["uv"]["workspace"]["members"]:
-        assert pattern.split("/")[0] in copied, pattern
+    members = {
+        tomllib.loads(p.read_text())["project"]["name"].replace("-", "_")
+        for pattern in root["tool"]["uv"]["workspace"]["members"]
+        for p in ROOT.glob(f"{pattern}/pyproject.toml")
+    }
+    assert '"$uv" build --project "$ROOT" --all-packages --wheel' in IMAGES
+    done = run([_uv(), "build", "--project", ROOT, "--all-packages", "--wheel", "-q", "-o",
+                tmp_path], cwd=ROOT, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert {w.name.split("-")[0] for w in tmp_path.glob("*.whl")} == members
+
+
+def test_target_requirements_when_markers_name_a_patch_level_then_kept_for_any_3_11() -> None:
+    """pip decides markers by the interpreter it runs on; the wheelhouse keeps what any
+    CPython 3.11 on Linux may install (the image's pip decides again)."""
+    spec = importlib.util.spec_from_file_location(
+        "target_requirements", ROOT / "deploy/docker/target_requirements.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = (
+        "async-timeout==5.0.1 ; python_full_version < '3.11.3' \\\n    --hash=sha256:aa\n"
+        "colorama==0.4.6 ; sys_platform == 'win32' \\\n    --hash=sha256:bb\n"
+        "orjson==3.10.0 \\\n    --hash=sha256:cc\n"
+        "tomli==2.0.0 ; python_full_version < '3.11' \\\n    --hash=sha256:dd\n"
+    )
+    assert module.target(text, "x86_64") == (
+        "async-timeout==5.0.1 \\\n    --hash=sha256:aa\norjson==3.10.0 \\\n    --hash=sha256:cc\n"
+    )
 
 
 # Imports the image cannot satisfy today. services/api imports httpx at run time (health.py)
@@ -102,13 +166,11 @@ def _normalize(name: str) -> str:
 
 
 def test_runtime_dependencies_when_synced_without_dev_then_cover_every_import() -> None:
-    """The image syncs `--no-dev`: whatever the code imports must come without the dev group."""
-    uv = ROOT / ".tools" / "bin" / "uv"
-    uv_path = str(uv) if uv.exists() else shutil.which("uv")
-    if uv_path is None:
-        missing("uv")
+    """The image has the runtime without any dependency group: whatever the code imports must
+    come without them."""
+    uv_path = _uv()
     export = run(
-        [uv_path, "export", "--frozen", "--no-dev", "--all-packages", "--no-hashes",
+        [uv_path, "export", "--frozen", "--no-default-groups", "--all-packages", "--no-hashes",
          "--no-emit-workspace", "--no-header"],
         cwd=ROOT,
     )  # fmt: skip
@@ -132,7 +194,8 @@ def test_runtime_dependencies_when_synced_without_dev_then_cover_every_import() 
 
 def _dockerignore_rules() -> list[tuple[bool, re.Pattern[str]]]:
     rules = []
-    for raw in (ROOT / ".dockerignore").read_text().splitlines():
+    # BuildKit reads the ignore file beside the Dockerfile in place of the root one.
+    for raw in (ROOT / "deploy/Dockerfile.dockerignore").read_text().splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -155,7 +218,7 @@ def _in_context(path: str, rules: list[tuple[bool, re.Pattern[str]]]) -> bool:
     return included
 
 
-def test_build_context_when_filtered_by_dockerignore_then_holds_what_copy_needs() -> None:
+def test_build_context_when_filtered_by_dockerignore_then_holds_what_the_build_uses() -> None:
     rules = _dockerignore_rules()
     sources = [
         rest.split()[0]
@@ -170,12 +233,22 @@ def test_build_context_when_filtered_by_dockerignore_then_holds_what_copy_needs(
         assert files, source
         for f in files:
             assert _in_context(str(f.relative_to(ROOT)), rules), f"{f} left out of the context"
+    mounted = [
+        m for stage in _stages().values() for w, rest in stage if w == "RUN"
+        for m in re.findall(r"--mount=type=bind,source=(\S+?),", rest)
+    ]  # fmt: skip
+    assert mounted == [".tickpipe/wheelhouse/deps", ".tickpipe/wheelhouse/members"]
+    for source in mounted:  # built by `make wheelhouse`: its paths, whether built or not
+        assert _in_context(f"{source}/tickpipe-0.1.0-py3-none-any.whl", rules), source
     assert _in_context("models/baseline/v1/model.onnx", rules)
     for kept_out in (
         ".venv/bin/python",
         ".git/HEAD",
         "tests/conftest.py",
         ".tools/bin/uv",
+        "libs/tickpipe/src/tickpipe/app.py",  # the image installs the members' wheels
+        ".tickpipe/images.env",
+        ".tickpipe/infra/state.json",
         "libs/tickpipe/src/tickpipe/__pycache__/app.cpython-311.pyc",
     ):
         assert not _in_context(kept_out, rules), kept_out

@@ -11,7 +11,6 @@ readiness and liveness probes, and stop cleanly on SIGTERM as the kubelet sends 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -24,24 +23,12 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.tools import ROOT, SERVICES, by_kind, dockerfile_stages
+from tests.deploy.tools import ROOT, SERVICES, by_kind, image_entrypoint_env
 from tickpipe.infra import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 READY_TIMEOUT_S = 90.0
-
-
-def _image() -> tuple[list[str], dict[str, str]]:
-    """The runtime stage's ENTRYPOINT and ENV (PATH aside: the host's venv stands in)."""
-    runtime = dockerfile_stages()["runtime"]
-    entrypoint: list[str] = json.loads([r for w, r in runtime if w == "ENTRYPOINT"][-1])
-    env = {}
-    for word, rest in runtime:
-        if word == "ENV":
-            env.update(dict(pair.split("=", 1) for pair in rest.split()))
-    env.pop("PATH")
-    return entrypoint, env
 
 
 def _argv(container: dict[str, Any], entrypoint: list[str]) -> list[str]:
@@ -111,7 +98,7 @@ def test_dev_workloads_when_run_as_written_then_topics_created_and_every_service
 ) -> None:
     docs = manifests["dev"]
     configmaps = by_kind(docs, "ConfigMap")
-    entrypoint, image_env = _image()
+    entrypoint, image_env = image_entrypoint_env()
     namespace = f"deploy{uuid.uuid4().hex[:8]}"
     given = {
         "TICKPIPE_KAFKA_BOOTSTRAP": kafka_bootstrap,

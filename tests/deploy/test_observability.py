@@ -180,10 +180,14 @@ def test_otel_collector_when_configured_then_otlp_in_and_jaeger_out() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
     assert "jaeger" in services and "otel-collector" in services
-    # The services' exporter speaks OTLP/HTTP (tickpipe.telemetry.tracing) to the collector.
+    assert services["otel-collector"]["profiles"] == services["jaeger"]["profiles"]
+    # The services' exporter speaks OTLP/HTTP (tickpipe.telemetry.tracing) to the collector
+    # when the profile runs it; the core stack exports nothing (the endpoint's default is empty).
     for name in ("ingest", "risk"):
         endpoint = services[name]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"]
-        assert endpoint == "http://otel-collector:4318"
+        assert endpoint == "${OTEL_EXPORTER_OTLP_ENDPOINT:-}"
+    documented = "OTEL_EXPORTER_OTLP_ENDPOINT=http://otel-collector:4318"
+    assert documented in (ROOT / "docker-compose.yml").read_text()
 
 
 @pytest.mark.parametrize("path", ["deploy/prometheus/alerts.yml", "deploy/otel/collector.yaml"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,9 @@ def test_install_script_when_read_then_pins_every_tool() -> None:
     script = (tools.ROOT / "deploy/tools/install.sh").read_text()
     assert "KUSTOMIZE_VERSION=v5." in script
     assert "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION" in script
+    assert re.search(r"^K8S_VERSION=v1\.\d+\.\d+ ", script, re.M)
+    assert re.search(r"^PROMETHEUS_OPERATOR_VERSION=v\d+\.\d+\.\d+$", script, re.M)
+    assert '"k8s.io/kubernetes@$K8S_VERSION"' in script
     requirements = (tools.ROOT / "deploy/tools/requirements.txt").read_text()
     for pin in ("checkov==", "kubernetes-validate==", "check-jsonschema=="):
         assert pin in requirements

@@ -6,6 +6,7 @@ broken install never passes as green.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -78,3 +79,15 @@ def dockerfile_stages() -> dict[str, list[tuple[str, str]]]:
             stages[rest.split()[-1]] = current
         current.append((word.upper(), rest.strip()))
     return stages
+
+
+def image_entrypoint_env() -> tuple[list[str], dict[str, str]]:
+    """The runtime stage's ENTRYPOINT and ENV (PATH aside: it names the image's venv)."""
+    runtime = dockerfile_stages()["runtime"]
+    entrypoint: list[str] = json.loads([r for w, r in runtime if w == "ENTRYPOINT"][-1])
+    env = {}
+    for word, rest in runtime:
+        if word == "ENV":
+            env.update(dict(pair.split("=", 1) for pair in rest.split()))
+    env.pop("PATH")
+    return entrypoint, env
