@@ -12,8 +12,8 @@ with SCRAM: `TICKPIPE_KAFKA_SECURITY_PROTOCOL=SASL_SSL`, `TICKPIPE_KAFKA_SASL_US
 Delivery: at least once. Offsets are committed after a record is handled, so a crash
 replays what was not yet committed; deduplicate on `event_id` if that matters. Order holds
 per `exchange:symbol` (the key, one partition each). Only committed records are read
-(`isolation.level=read_committed`). Fields unknown to your copy of the schema are accepted:
-signal.v1 only ever gains optional fields.
+(`isolation.level=read_committed`). Fields unknown to your copy of the schema are accepted
+(the schema's content model is open): signal.v1 only ever gains optional fields.
 """
 
 from __future__ import annotations
@@ -66,10 +66,12 @@ def security_config(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
 
 
 def validator(schema_path: Path = SCHEMA) -> Draft202012Validator:
+    """A validator for `schema_path`, as published: its content model is open
+    (`additionalProperties: true`), so the optional fields a later v1 adds validate too.
+    A copy of the v0.1.0 schema (closed by mistake) refuses them: replace it with today's
+    or with v0.1.0.post1 (docs/schemas.md)."""
     schema = json.loads(schema_path.read_text())
     Draft202012Validator.check_schema(schema)
-    # v1 only ever gains optional fields: a copy of an older v1 schema must accept them.
-    schema["additionalProperties"] = True
     return Draft202012Validator(schema)
 
 

@@ -69,7 +69,10 @@ def parse(lines: Iterator[str]) -> Iterator[Event | int]:
 
 @dataclass
 class SignalStream:
-    """Yields signals (dicts, as in schemas/signal.v1.json) and reconnects until `stop`."""
+    """Yields signals (dicts, as in schemas/signal.v1.json) and reconnects until `stop`.
+    Beside each nanosecond time (`ts_event`, `ts_init`, `feature_ts`) the stream adds
+    `<name>_ms` (epoch milliseconds) and `<name>_iso` (ISO-8601 UTC), which JavaScript and
+    other double-only JSON parsers hold exactly."""
 
     url: str
     token: Callable[[], str]
@@ -148,7 +151,8 @@ def main() -> int:
     try:
         for s in stream:
             key = f"{s['exchange']}:{s['symbol']}"
-            print(f"{key} direction={s['direction']} p={s['probability']:.4f}", flush=True)
+            at, p = s["ts_event_iso"], s["probability"]
+            print(f"{at} {key} direction={s['direction']} p={p:.4f}", flush=True)
     except KeyboardInterrupt:
         stream.stop.set()
     except httpx.HTTPStatusError as exc:

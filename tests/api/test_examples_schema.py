@@ -1,5 +1,7 @@
-"""The subscriber examples validate with the published JSON Schema, and stay forward
-compatible: a copy of an older signal.v1 schema accepts the optional fields v1 gained since."""
+"""The subscriber examples validate with the published JSON Schema as it is (nothing switched
+off), and stay forward compatible: the oldest released signal.v1 schema accepts the optional
+fields v1 gained since, because its content model is open. The v0.1.0 copy, closed by mistake,
+refuses them (the erratum in docs/schemas.md)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from tickpipe.service import Emit
 from tickpipe.topics import SIGNALS
 
 ROOT = Path(__file__).resolve().parents[2]
-RELEASED = ROOT / "schemas" / "released" / "v0.1.0" / "signal.v1.json"
+RELEASED = ROOT / "schemas" / "released" / "v0.1.0.post1" / "signal.v1.json"
+CLOSED = ROOT / "schemas" / "released" / "v0.1.0" / "signal.v1.json"
 
 
 @cache
@@ -40,12 +43,22 @@ def _published() -> dict[str, Any]:
 def test_confluent_example_when_schema_copy_older_accepts_fields_added_since() -> None:
     body = _published()
     added = set(body) - set(json.loads(RELEASED.read_text())["properties"])
-    assert added  # what an old strict copy (additionalProperties: false) would refuse
+    assert added  # what a closed copy (additionalProperties: false) refuses
     check = _example("signals_confluent").validator(RELEASED)
     assert list(check.iter_errors(body)) == []
     assert [e.message for e in check.iter_errors({**body, "direction": 2})] == [
         "2 is not one of [-1, 0, 1]"
     ]
+    # The examples no longer open the schema themselves: the v0.1.0 copy is to be replaced.
+    closed = _example("signals_confluent").validator(CLOSED)
+    assert [e.validator for e in closed.iter_errors(body)] == ["additionalProperties"]
+
+
+def test_confluent_example_when_default_schema_loaded_is_the_published_file() -> None:
+    published = json.loads((ROOT / "schemas" / "signal.v1.json").read_text())
+    check = _example("signals_confluent").validator()
+    assert check.schema == published
+    assert published["additionalProperties"] is True
 
 
 @pytest.mark.parametrize(

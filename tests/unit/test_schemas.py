@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from tickpipe.messages import EVENT_TYPES
-from tickpipe.schemas import generate, incompatibilities
+from tickpipe.schemas import generate, incompatibilities, open_content_model
 
 
 class Side(StrEnum):
@@ -127,8 +127,32 @@ def test_incompatibilities_when_optional_fields_added_accepts_them() -> None:
     assert incompatibilities(_schema(Fill), _schema(FillNewOptional)) == []
 
 
-def test_incompatibilities_when_extra_policy_changes_flags_it() -> None:
-    assert incompatibilities(_schema(Fill), _schema(FillOpen)) == ["additionalProperties changed"]
+def test_incompatibilities_when_content_model_opens_accepts_it() -> None:
+    # Every record the closed schema accepted, the open one accepts too.
+    assert incompatibilities(_schema(Fill), _schema(FillOpen)) == []
+
+
+def test_incompatibilities_when_content_model_closes_or_narrows_flags_it() -> None:
+    narrowed = "additionalProperties narrowed (the content model may only open)"
+    closed, open_ = _schema(Fill), _schema(FillOpen)
+    mapped = {**open_, "additionalProperties": {"type": "string"}}
+    assert incompatibilities(open_, closed) == [narrowed]
+    assert incompatibilities(open_, mapped) == [narrowed]
+    assert incompatibilities(closed, mapped) == []
+    assert incompatibilities(mapped, open_) == []
+
+
+def test_open_content_model_when_applied_opens_objects_and_keeps_maps() -> None:
+    schema = {
+        "additionalProperties": False,
+        "properties": {"args": {"additionalProperties": {"type": "string"}}},
+        "$defs": {"Leg": {"additionalProperties": False}},
+    }
+    assert open_content_model(schema) == {
+        "additionalProperties": True,
+        "properties": {"args": {"additionalProperties": {"type": "string"}}},
+        "$defs": {"Leg": {"additionalProperties": True}},
+    }
 
 
 def test_generate_when_called_names_one_file_per_event_type_and_version() -> None:
@@ -137,4 +161,5 @@ def test_generate_when_called_names_one_file_per_event_type_and_version() -> Non
     assert set(schemas) == {f"{t}.v{c.schema_version}.json" for t, c in EVENT_TYPES.items()}
     for name, schema in schemas.items():
         assert schema["$id"].endswith("/" + name)
+        assert schema["additionalProperties"] is True  # open: optional fields can be added
         assert incompatibilities(schema, schema) == []

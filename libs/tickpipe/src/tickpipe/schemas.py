@@ -1,12 +1,18 @@
 """JSON Schemas generated from the event models, and the compatibility rule between versions.
 
 Within one `.vN`, a new schema may only add optional fields; anything else (removing or
-retyping a field, making one required) needs a new topic version.
+retyping a field, making one required, closing the content model) needs a new topic version.
+
+The published schemas have an open content model (`additionalProperties: true`): a subscriber
+validating with any released copy accepts the optional fields added after it. The models
+themselves stay strict (`extra="forbid"`): that is how tickpipe's own services read, not part
+of the public contract. See docs/schemas.md.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +20,30 @@ from tickpipe.messages import EVENT_TYPES
 
 _IGNORED = {"description", "title", "examples", "default"}
 
+# Released sets published with a closed content model (`additionalProperties: false`) by
+# mistake -> the set that corrects each: the same schemas, opened. A subscriber holding a copy
+# of the first replaces it with the second (or today's schemas). docs/schemas.md.
+ERRATA: dict[str, str] = {"v0.1.0": "v0.1.0.post1"}
+
+
+def open_content_model(node: Any) -> Any:
+    """`node` with every closed object (`additionalProperties: false`) opened (`true`).
+    Maps (`additionalProperties: {schema}`) keep their value schema."""
+    if isinstance(node, dict):
+        return {
+            k: True if k == "additionalProperties" and v is False else open_content_model(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [open_content_model(v) for v in node]
+    return node
+
 
 def generate() -> dict[str, dict[str, Any]]:
-    """File name -> schema, for every event type."""
+    """File name -> schema, for every event type, with an open content model."""
     out: dict[str, dict[str, Any]] = {}
     for event_type, cls in sorted(EVENT_TYPES.items()):
-        schema = cls.model_json_schema(mode="serialization")
+        schema = open_content_model(cls.model_json_schema(mode="serialization"))
         schema["$id"] = f"https://tickpipe.dev/schemas/{event_type}.v{cls.schema_version}.json"
         out[f"{event_type}.v{cls.schema_version}.json"] = schema
     return out
@@ -71,6 +95,12 @@ def _resolve(schema: dict[str, Any], node: Any) -> Any:
     return node
 
 
+def _field(schema: dict[str, Any], prop: Any) -> Any:
+    """A field's type, as compared: references inlined, docs dropped, nested objects opened
+    (opening one is no change of type)."""
+    return _strip(open_content_model(_resolve(schema, prop)))
+
+
 def incompatibilities(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     problems: list[str] = []
     old_props: dict[str, Any] = old.get("properties", {})
@@ -80,7 +110,7 @@ def incompatibilities(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     for name, prop in old_props.items():
         if name not in new_props:
             problems.append(f"field {name!r} removed")
-        elif _strip(_resolve(old, prop)) != _strip(_resolve(new, new_props[name])):
+        elif _field(old, prop) != _field(new, new_props[name]):
             problems.append(f"field {name!r} changed type")
     for name in sorted(new_required - old_required):
         problems.append(
@@ -88,9 +118,17 @@ def incompatibilities(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             if name in old_props
             else f"new field {name!r} is required (only optional fields may be added)"
         )
-    if old.get("additionalProperties") != new.get("additionalProperties"):
-        problems.append("additionalProperties changed")
+    old_extra, new_extra = _extra(old), _extra(new)
+    if new_extra != old_extra and old_extra is not False and new_extra is not True:
+        # Opening a closed model only accepts more; anything else refuses what was valid.
+        problems.append("additionalProperties narrowed (the content model may only open)")
     return problems
+
+
+def _extra(schema: dict[str, Any]) -> Any:
+    """What `additionalProperties` allows: True (absent or true: anything), False, or a
+    schema."""
+    return schema.get("additionalProperties", True)
 
 
 def check_against(released: Path) -> list[str]:
@@ -105,3 +143,12 @@ def check_against(released: Path) -> list[str]:
         old = json.loads(path.read_text())
         problems += [f"{path.name}: {p}" for p in incompatibilities(old, new)]
     return problems
+
+
+def releases(released: Path) -> list[Path]:
+    """The released sets under `released` (`schemas/released`), oldest first: by version
+    number (`v0.1.0` < `v0.1.0.post1` < `v0.1.1` < `v0.10.0`), not by name."""
+    return sorted(
+        (p for p in released.iterdir() if p.is_dir()),
+        key=lambda p: tuple(int(n) for n in re.findall(r"\d+", p.name)),
+    )

@@ -2,6 +2,12 @@
 
 A stream ends when its token expires (the client reconnects with a fresh one) and after
 `max_events` when given, which also lets plain HTTP clients and tests read a finite stream.
+
+A `signal` event's data is the JSON on Kafka plus, beside each nanosecond time, the same time
+for JavaScript clients (a JSON number above 2**53 does not survive `JSON.parse` exactly):
+`<name>_ms`, whole milliseconds since the epoch, and `<name>_iso`, ISO-8601 UTC in
+`Date.prototype.toISOString`'s form (`2024-08-08T00:00:00.123Z`). The Kafka payloads do not
+carry these; the schema's open content model lets them validate all the same.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import orjson
@@ -16,6 +23,7 @@ from anyio import to_thread
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
+from tickpipe.messages import Signal
 from tickpipe_api import views
 from tickpipe_api.auth import Principal, Role
 from tickpipe_api.ports import ApiPorts
@@ -30,6 +38,32 @@ router = APIRouter(tags=["streams"], responses=AUTH_ERRORS)
 _SSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}, "description": "Server-sent events"}
 }
+
+
+# A signal's nanosecond times, each sent beside as `_ms` and `_iso` on the SSE stream.
+SIGNAL_NS_TIMES = ("ts_event", "ts_init", "feature_ts")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def ns_to_ms(ns: int) -> int:
+    """Whole milliseconds, rounded down: below 2**53, so exact in a JavaScript number."""
+    return ns // 1_000_000
+
+
+def ns_to_iso(ns: int) -> str:
+    """ISO-8601 UTC to the millisecond, as JavaScript's `toISOString` writes it."""
+    at = _EPOCH + timedelta(milliseconds=ns_to_ms(ns))
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def signal_data(signal: Signal) -> bytes:
+    """A `signal` event's data: the Kafka JSON plus `<time>_ms` and `<time>_iso`."""
+    body = signal.model_dump(mode="json")
+    for name in SIGNAL_NS_TIMES:
+        ns = body[name]
+        body[f"{name}_ms"] = ns_to_ms(ns)
+        body[f"{name}_iso"] = ns_to_iso(ns)
+    return orjson.dumps(body)
 
 
 def _event(name: str, data: bytes, event_id: int | None = None) -> bytes:
@@ -85,7 +119,10 @@ async def signals_stream(
     """`signal` events as they arrive on `signals.v1`, in order, with their sequence as the
     SSE id: a client reconnecting with `Last-Event-ID` resumes without a gap while the
     API's buffer still holds what it missed. An id above this process's sequence (issued
-    before a restart) resumes from the start of the buffer."""
+    before a restart) resumes from the start of the buffer. Each event's data is the signal's
+    JSON as on Kafka plus, for JavaScript clients, `ts_event_ms`/`ts_event_iso`,
+    `ts_init_ms`/`ts_init_iso` and `feature_ts_ms`/`feature_ts_iso` (epoch milliseconds and
+    ISO-8601 UTC beside the nanoseconds, which a JavaScript number cannot hold exactly)."""
     ports: ApiPorts = request.app.state.ports
 
     async def signals() -> AsyncIterator[bytes]:
@@ -101,7 +138,7 @@ async def signals_stream(
                 seq = n
                 if symbol is not None and s.key != symbol:
                     continue
-                yield _event("signal", orjson.dumps(s.model_dump(mode="json")), n)
+                yield _event("signal", signal_data(s), n)
                 sent += 1
                 if max_events is not None and sent >= max_events:
                     return
