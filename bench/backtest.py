@@ -84,7 +84,7 @@ def environment_for(python: str) -> str:
 
 
 def build(probe: dict[str, Any]) -> str:
-    """`3.11.7 /root/.pyenv/... (loop 61 ms)`: which interpreter, and how fast it runs plain
+    """`3.11.7 ~/.pyenv/... (loop 61 ms)`: which interpreter, and how fast it runs plain
     Python (a fixed integer loop, best of 9, after the run): builds differ by a third here."""
     return f"{probe['python']} {probe['executable']} (loop {probe['loop_ms']:.0f} ms)"
 

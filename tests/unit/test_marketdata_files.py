@@ -1,7 +1,7 @@
 """File readers on real data: every format ingest replays, with known first records and counts.
 
 Expected values are read off the files themselves (first row, row count) or off
-/work/shared/data/SOURCES.md, independently of the readers.
+../shared/data/SOURCES.md (beside the project), independently of the readers.
 """
 
 from __future__ import annotations
