@@ -88,19 +88,25 @@ def _run(args: argparse.Namespace) -> int:
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("control", help="send an operator command on control.v1")
     p.add_argument("--target", default="*", help="`*`, an account, or exchange:symbol")
-    p.add_argument("--reason", default=None)
+    p.add_argument("--reason", default=None, help="why, recorded in the audit")
     p.add_argument("--issued-by", default=getpass.getuser(), help="recorded in the audit")
     what = p.add_subparsers(dest="what", required=True)
     kill = what.add_parser("kill-switch", help="stop (on) or resume (off) trading")
-    kill.add_argument("state", choices=["on", "off"])
+    kill.add_argument("state", choices=["on", "off"], help="on: stop trading; off: resume")
     for name in ("pause", "resume"):
-        what.add_parser(name, help=f"{name} one symbol").add_argument("symbol")
+        what.add_parser(name, help=f"{name} one symbol").add_argument(
+            "symbol", help="exchange:symbol, e.g. binance:BTC/USDT"
+        )
     limit = what.add_parser("set-limit", help="change a risk limit")
-    limit.add_argument("name")
-    limit.add_argument("value")
-    limit.add_argument("--strategy", default=None)
+    limit.add_argument("name", help="the limit, e.g. max_order_notional (README: risk)")
+    limit.add_argument("value", help="its new value, a number")
+    limit.add_argument(
+        "--strategy",
+        default=None,
+        help="override it for this strategy only (default: the default for all)",
+    )
     model = what.add_parser("reload-model", help="serve another registered model version")
-    model.add_argument("name")
-    model.add_argument("version")
+    model.add_argument("name", help="the model (strategy) name in the registry, e.g. baseline")
+    model.add_argument("version", help="the registered version, e.g. v2")
     what.add_parser("cancel-all", help="cancel every open order on --target")
     p.set_defaults(func=_run)

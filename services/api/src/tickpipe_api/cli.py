@@ -75,7 +75,12 @@ def add_parser(sub: Any) -> None:
     actions.add_parser("serve", help="serve the API (the default)").set_defaults(func=_serve)
     token = actions.add_parser("token", help="issue a JWT for local use (needs the API key)")
     token.add_argument("--sub", required=True, help="subject: who the token is for")
-    token.add_argument("--role", choices=["viewer", "operator", "admin"], default="viewer")
+    token.add_argument(
+        "--role",
+        choices=["viewer", "operator", "admin"],
+        default="viewer",
+        help="what the token may do (default viewer: read only)",
+    )
     token.add_argument("--ttl", type=int, default=8 * 3600, help="lifetime in seconds")
     token.add_argument(
         "--kid",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ def _create(args: argparse.Namespace) -> int:
     try:
         create_keyfile(args.out, os.environ)
     except KeyfileError as exc:
-        print(f"keys: {exc}")
+        print(f"keys: {exc}", file=sys.stderr)
         return 2
     print(f"keyfile written to {args.out} (mode 600)")
     return 0
@@ -60,5 +61,5 @@ def add_parser(sub: Any) -> None:
     keys = p.add_subparsers(dest="keys_command", required=True)
     keys.add_parser("genkey", help="print a new AES-256-GCM key").set_defaults(func=_genkey)
     create = keys.add_parser("create", help="write an encrypted keyfile")
-    create.add_argument("--out", type=Path, required=True)
+    create.add_argument("--out", type=Path, required=True, help="the keyfile to write (mode 600)")
     create.set_defaults(func=_create)

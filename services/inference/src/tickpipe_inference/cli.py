@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
+SAMPLE = Path("data/sample/binance-spot-btcusdt-20240808.gz")
+
 
 def _train(args: argparse.Namespace) -> int:
+    from tickpipe.cli import missing_data
     from tickpipe_inference.training import TrainConfig, train
+
+    if problem := missing_data("train", [args.data]):
+        print(problem, file=sys.stderr)
+        return 2
 
     out = train(
         TrainConfig(
@@ -29,10 +37,20 @@ def add_parser(sub: Any) -> None:
         "train", help="train, export to ONNX (fp32, int8, Triton layout) and register a model"
     )
     p.add_argument(
-        "--data", type=Path, default=Path("data/sample/binance-spot-btcusdt-20240808.gz")
+        "--data",
+        type=Path,
+        default=SAMPLE,
+        help=f"the market data to fit on (default: {SAMPLE})",
     )
-    p.add_argument("--registry", type=Path, default=Path("models"))
-    p.add_argument("--name", default="baseline")
-    p.add_argument("--version", default="v1")
-    p.add_argument("--horizon", type=int, default=5)
+    p.add_argument(
+        "--registry", type=Path, default=Path("models"), help="model registry folder (models)"
+    )
+    p.add_argument("--name", default="baseline", help="model (strategy) name (baseline)")
+    p.add_argument("--version", default="v1", help="version: written to REGISTRY/NAME/VERSION (v1)")
+    p.add_argument(
+        "--horizon",
+        type=int,
+        default=5,
+        help="label: the sign of the return this many bars ahead (5)",
+    )
     p.set_defaults(func=_train)
