@@ -120,16 +120,16 @@ def test_arrival_order_when_one_source_runs_ahead_names_it_until_the_gap_mostly_
     assert order.push("k", 1, 1, "trades") == [1]
     for n in trades[:9]:
         assert order.push("k", n, n, "trades") == []
-    assert order.ahead() == {}  # 9 held: not yet
+    assert order.ahead() == []  # 9 held: not yet
     order.push("k", trades[9], trades[9], "trades")
-    assert order.ahead() == {"k": "trades"}
+    assert order.ahead() == [("trades", "k")]
     released = []
     for n in range(2, 15, 2):  # the quotes come: the trades they unblock are released
         released += order.push("k", n, n, "quotes")
     assert released == list(range(2, 16))
-    assert order.held("k") == 3 and order.ahead() == {"k": "trades"}  # above resume_at
+    assert order.held("k") == 3 and order.ahead() == [("trades", "k")]  # above resume_at
     order.push("k", 16, 16, "quotes")
-    assert order.held("k") == 2 and order.ahead() == {}  # back down to resume_at
+    assert order.held("k") == 2 and order.ahead() == []  # back down to resume_at
     assert order.skipped == 0
 
 

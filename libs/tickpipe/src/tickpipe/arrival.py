@@ -107,10 +107,11 @@ class ArrivalOrder(Generic[E]):
     def keys(self) -> set[str]:
         return {*self._next, *self._held}
 
-    def ahead(self) -> dict[str, str]:
-        """Keys whose other stream lags (`pause_at` records held, not yet back down to
-        `resume_at`), each with the source of its held records: the one to pause."""
-        return self._ahead
+    def ahead(self) -> list[tuple[str, str]]:
+        """`(source, key)` of the keys whose other stream lags (`pause_at` records held, not
+        yet back down to `resume_at`), the source being that of its held records: the one to
+        pause (what a `Paced` handler's `running_ahead` says)."""
+        return [(source, key) for key, source in self._ahead.items()]
 
     # -- snapshots (held records are consumed from Kafka: they must survive a restart) -----
 

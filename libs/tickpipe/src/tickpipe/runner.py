@@ -69,15 +69,18 @@ _ORIGIN_DIGITS = 19
 _LOG_FIRST, _LOG_EVERY = 10, 1000
 
 
+def _origin_ok(value: bytes) -> bool:
+    """Whether an origin-time header can be read (and so passed on)."""
+    return value.isdigit() and len(value) <= _ORIGIN_DIGITS
+
+
 def forwarded_headers(record: Record) -> Headers:
     """Trace context and origin time passed on unchanged (when no spans are recorded); a
     header too long to pass on, or an origin time that is not a number, is left behind."""
     return tuple(
         (k, v)
         for k, v in record.headers
-        if k in _FORWARDED
-        and len(v) <= _FORWARDED_MAX
-        and (k != ORIGIN_TS or (v.isdigit() and len(v) <= _ORIGIN_DIGITS))
+        if k in _FORWARDED and len(v) <= _FORWARDED_MAX and (k != ORIGIN_TS or _origin_ok(v))
     )
 
 
@@ -459,7 +462,7 @@ class StreamRunner:
         origin = record.header(ORIGIN_TS)
         if origin is None:
             return
-        if origin.isdigit() and len(origin) <= _ORIGIN_DIGITS:
+        if _origin_ok(origin):
             self._timing(self._origin_ages, record.topic).append(max(0, now - int(origin)) / 1e9)
         else:
             self._bad_header(record, ORIGIN_TS, origin)
@@ -501,7 +504,7 @@ class StreamRunner:
         if self._tracing:
             headers = inject(trace.set_span_in_context(span))
             origin = record.header(ORIGIN_TS)
-            if origin is not None and origin.isdigit() and len(origin) <= _ORIGIN_DIGITS:
+            if origin is not None and _origin_ok(origin):
                 headers = (*headers, (ORIGIN_TS, origin))
         else:
             headers = forwarded_headers(record)

@@ -33,7 +33,7 @@ from tickpipe.messages import (
 )
 from tickpipe.service import Emit, ServiceContext
 from tickpipe.telemetry.metrics import child
-from tickpipe.topics import CONTROL, EXECUTIONS, ORDERS, QUOTES, TRADES
+from tickpipe.topics import CONTROL, EXECUTIONS, ORDERS
 from tickpipe_execution.domain.events import (
     Acked,
     Cancelled,
@@ -130,9 +130,9 @@ class ExecutionHandler:
             if settled is None:
                 if isinstance(event, OrderRequest):
                     return self._refuse(event, "not_reconciled", now_ns)
-                return self._handle(event, now_ns)
-            return (*settled, *self._handle(event, now_ns))
-        return self._handle(event, now_ns)
+                return self._handle(event, topic, now_ns)
+            return (*settled, *self._handle(event, topic, now_ns))
+        return self._handle(event, topic, now_ns)
 
     def _try_reconcile(self, now_ns: int) -> list[Emit] | None:
         try:
@@ -163,11 +163,10 @@ class ExecutionHandler:
         self.orphans = result.orphans
         return self._apply(result.events, now_ns)
 
-    def _handle(self, event: Event, now_ns: int) -> Sequence[Emit]:
+    def _handle(self, event: Event, topic: str, now_ns: int) -> Sequence[Emit]:
         if isinstance(event, (QuoteTick, TradeTick)):
-            source = TRADES if isinstance(event, TradeTick) else QUOTES
             out: list[Emit] = []
-            for ready in self.arrival.push(event.key, event.ingest_seq, event, source):
+            for ready in self.arrival.push(event.key, event.ingest_seq, event, topic):
                 out += self._market(ready, now_ns)
             return out
         if isinstance(event, OrderRequest):
@@ -192,7 +191,7 @@ class ExecutionHandler:
 
     def running_ahead(self) -> list[tuple[str, str]]:
         """Market streams the arrival buffer holds too much of (flow control: `Paced`)."""
-        return [(topic, key) for key, topic in self.arrival.ahead().items()]
+        return self.arrival.ahead()
 
     # -- state ------------------------------------------------------------------------------
 

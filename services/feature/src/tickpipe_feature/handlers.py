@@ -91,7 +91,7 @@ class FeatureHandler:
 
     def running_ahead(self) -> list[tuple[str, str]]:
         """Market streams the arrival buffer holds too much of (flow control: `Paced`)."""
-        return [(topic, key) for key, topic in self.arrival.ahead().items()]
+        return self.arrival.ahead()
 
     def handle(self, event: Event, topic: str, now_ns: int) -> Sequence[Emit]:
         if not isinstance(event, (TradeTick, QuoteTick)):

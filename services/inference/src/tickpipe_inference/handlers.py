@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from typing import TypeGuard
 
 import numpy as np
 import orjson
@@ -180,7 +181,6 @@ class InferenceHandler:
         reloads = [c for c in history[CONTROL] if self._reloads(c)]
         if reloads:
             last = reloads[-1]
-            assert isinstance(last, ControlCommand)
             name, version = last.args.get("name", ""), last.args.get("version", "")
             if (name, version) != (self._model.card.name, self._model.card.version):
                 try:
@@ -189,7 +189,7 @@ class InferenceHandler:
                     log.exception("could not load the model last reloaded on control.v1")
         return ()
 
-    def _reloads(self, command: Event) -> bool:
+    def _reloads(self, command: Event) -> TypeGuard[ControlCommand]:
         return (
             isinstance(command, ControlCommand)
             and command.action is ControlAction.RELOAD_MODEL
