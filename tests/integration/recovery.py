@@ -14,6 +14,7 @@ from typing import Any, TypeVar, cast
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
+from tests.integration.outage import metric
 from tests.polling import wait_until
 from tickpipe.bus.base import Offsets
 from tickpipe.bus.kafka import KafkaBus
@@ -55,6 +56,16 @@ def consumed(procs: ServiceProcesses, service: str, topic: str) -> float:
         for line in procs.metrics(service).splitlines()
         if line.startswith(prefix)
     )
+
+
+def published(procs: ServiceProcesses, name: str, **labels: str) -> float:
+    """Records the process `name` has produced (of the topic/service in `labels`), from its
+    /metrics; 0 before it serves."""
+    try:
+        text = procs.metrics(name)
+    except OSError:  # not listening yet
+        return 0.0
+    return metric(text, "tickpipe_messages_out_total", **labels)
 
 
 def replayed(procs: ServiceProcesses, service: str) -> float:

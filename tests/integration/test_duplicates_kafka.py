@@ -32,6 +32,7 @@ from confluent_kafka.admin import AdminClient
 
 from tests.integration.recovery import (
     kill_with_replay_pending,
+    published,
     service_env,
     snapshot_offsets,
     wait_snapshot,
@@ -92,18 +93,6 @@ def _expected() -> tuple[set[str], set[str], int, int]:
     return vectors, signals, counts[TRADES], counts[QUOTES]
 
 
-def _published(procs: ServiceProcesses, service: str) -> float:
-    """Records the (current) process has produced, from its /metrics; 0 before it serves."""
-    prefix = f'tickpipe_messages_out_total{{service="{service}",'
-    try:
-        text = procs.metrics(service)
-    except OSError:  # not listening yet
-        return 0.0
-    return sum(
-        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
-    )
-
-
 def _group_empty(bootstrap: str, group: str) -> bool:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     found = admin.describe_consumer_groups([group])[group].result(timeout=10)
@@ -151,11 +140,11 @@ def _drain(
 def _kill_and_resume_ingest(procs: ServiceProcesses) -> None:
     """Ingest dies a quarter of the way in, and resumes."""
     procs.start("ingest")
-    wait_until(lambda: _published(procs, "ingest") >= RECORDS // 4, lambda: procs.log("ingest"))
+    wait_until(lambda: published(procs, "ingest") >= RECORDS // 4, lambda: procs.log("ingest"))
     procs.procs["ingest"].kill()
     procs.procs["ingest"].wait(10)
     procs.start("ingest")
-    wait_until(lambda: _published(procs, "ingest") >= 500, lambda: procs.log("ingest"))
+    wait_until(lambda: published(procs, "ingest") >= 500, lambda: procs.log("ingest"))
 
 
 def _kill_and_redo(

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.integration.recovery import service_env, wait_until
+from tests.integration.recovery import published, service_env, wait_until
 from tickpipe.bus.admin import create_topics
 from tickpipe.bus.kafka import KafkaBus
 from tickpipe.cache.memory import MemoryCache
@@ -51,15 +51,6 @@ def _expected() -> dict[str, dict[str, Any]]:
             if v.topic == FEATURES:
                 out[v.event.event_id] = v.event.model_dump(mode="json", exclude=SAME)
     return out
-
-
-def _published(procs: ServiceProcesses, name: str) -> float:
-    prefix = 'tickpipe_messages_out_total{service="feature",topic="features.v1"} '
-    try:
-        text = procs.metrics(name)
-    except OSError:
-        return 0.0
-    return sum(float(x[len(prefix) :]) for x in text.splitlines() if x.startswith(prefix))
 
 
 def _read(bootstrap: str, names: TopicNames, want: set[str]) -> dict[str, list[dict[str, Any]]]:
@@ -104,11 +95,18 @@ def test_feature_when_a_replica_joins_and_another_leaves_vectors_equal_one_insta
         procs.start("feature-a", {"TICKPIPE_INSTANCE_ID": "a"}, service="feature")
         procs.wait_ready(["feature-a"])
         procs.start("ingest")
-        wait_until(lambda: _published(procs, "feature-a") >= 20, lambda: procs.log("feature-a"))
+        wait_until(
+            lambda: published(procs, "feature-a", topic=FEATURES) >= 20,
+            lambda: procs.log("feature-a"),
+        )
         procs.start("feature-b", {"TICKPIPE_INSTANCE_ID": "b"}, service="feature")
         procs.wait_ready(["feature-b"])
         wait_until(
-            lambda: _published(procs, "feature-a") + _published(procs, "feature-b") >= 50,
+            lambda: (
+                published(procs, "feature-a", topic=FEATURES)
+                + published(procs, "feature-b", topic=FEATURES)
+                >= 50
+            ),
             lambda: procs.log("feature-b"),
         )
         a = procs.procs.pop("feature-a")
