@@ -7,11 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-SAMPLE = Path("data/sample/binance-spot-btcusdt-20240808.gz")
+from tickpipe.cli import SAMPLE, missing_data
 
 
 def _train(args: argparse.Namespace) -> int:
-    from tickpipe.cli import missing_data
     from tickpipe_inference.training import TrainConfig, train
 
     if problem := missing_data("train", [args.data]):

@@ -132,10 +132,10 @@ def add_parser(sub: Any) -> None:
 def dataset_main(args: argparse.Namespace) -> int:
     from tickpipe.app import load_specs
     from tickpipe.backtest.dataset import export
+    from tickpipe.cli import missing_data
 
-    missing = [str(p) for p in args.data if not p.exists()]
-    if missing:
-        print(f"tickpipe dataset: --data {', '.join(missing)}: no such file", file=sys.stderr)
+    if problem := missing_data("dataset", args.data):
+        print(problem, file=sys.stderr)
         return 2
     if args.out.exists() and any(args.out.iterdir()):
         print(f"tickpipe dataset: {args.out} is not empty", file=sys.stderr)
