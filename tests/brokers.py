@@ -123,7 +123,8 @@ def owner_token(pid: int | None = None) -> str:
     return f"{pid}:{stat.rsplit(')', 1)[1].split()[19]}"  # field 22, after the command
 
 
-def _owner_alive(token: str) -> bool:
+def owner_alive(token: str) -> bool:
+    """Whether the process an owner_token() names still runs."""
     pid, _, _ = token.partition(":")
     return pid.isdigit() and owner_token(int(pid)) == token
 
@@ -140,7 +141,7 @@ def remove_orphans() -> list[str]:
     removed = []
     try:
         for container in client.containers.list(all=True, filters={"label": OWNER_LABEL}):
-            if not _owner_alive(container.labels.get(OWNER_LABEL, "")):
+            if not owner_alive(container.labels.get(OWNER_LABEL, "")):
                 container.remove(force=True, v=True)
                 removed.append(container.name)
     finally:
@@ -330,6 +331,6 @@ def free_port_factory() -> Callable[[], int]:
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """One line per broker the session used: where it came from, and why not a container."""
+    where = {"env": "from", "testcontainers": "in a container of", "local": "local:"}
     for what, p in sorted(provided.items()):
-        where = {"env": "from", "testcontainers": "in a container of", "local": "local:"}
         terminalreporter.write_line(f"brokers: {what} {where[p.source]} {p.detail}")

@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.brokers import docker_available, images_env, owner_token, unavailable
+from tests.brokers import docker_available, images_env, owner_alive, owner_token, unavailable
 from tests.deploy.tools import ROOT
 
 DOCKER = Path("/usr/bin/docker")
@@ -94,7 +94,7 @@ def remove_orphan_projects() -> list[str]:
     removed = []
     for project in projects:
         match = re.fullmatch(rf"{PROJECT_PREFIX}-(\d+)-(\d+)", project)
-        if match and owner_token(int(match.group(1))) != f"{match.group(1)}:{match.group(2)}":
+        if match and not owner_alive(f"{match[1]}:{match[2]}"):
             remove_project(project)
             docker("rmi", f"tickpipe-test:{project}", check=False)
             removed.append(project)

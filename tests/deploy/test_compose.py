@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -20,7 +19,7 @@ import yaml
 
 from tests import brokers
 from tests.brokers import unavailable
-from tests.deploy.engine import require_compose
+from tests.deploy.engine import clean_env, require_compose
 from tests.deploy.tools import ROOT, SERVICES, run, tool
 from tickpipe.app import load_specs
 
@@ -237,11 +236,10 @@ def test_compose_files_when_read_by_debians_docker_compose_then_accepted(tmp_pat
     secrets_dir.mkdir()
     for source in yaml.safe_load(SECURE.read_text())["secrets"].values():
         (secrets_dir / source["file"].removeprefix(SECRETS_DIR)).touch()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}
     for files in (["-f", COMPOSE], ["-f", COMPOSE, "-f", SECURE]):
         result = subprocess.run(
             [str(require_compose()), *files, "config", "-q"],
-            env={**env, "TICKPIPE_SECRETS_DIR": str(secrets_dir)},
+            env=clean_env(TICKPIPE_SECRETS_DIR=str(secrets_dir)),
             cwd=ROOT,
             capture_output=True,
             text=True,

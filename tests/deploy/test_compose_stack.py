@@ -30,6 +30,7 @@ from pydantic import SecretStr
 
 from tests.deploy.engine import (
     COMPOSE,
+    DOCKER,
     IMAGES,
     REPORT,
     clean_env,
@@ -104,12 +105,16 @@ class Stack:
         self.mark("down")
 
 
-def _status(url: str, token: str | None = None) -> int:
+def _request(url: str, token: str | None) -> urllib.request.Request:
     request = urllib.request.Request(url)
     if token:
         request.add_header("Authorization", f"Bearer {token}")
+    return request
+
+
+def _status(url: str, token: str | None = None) -> int:
     try:
-        with urllib.request.urlopen(request, timeout=3) as reply:
+        with urllib.request.urlopen(_request(url, token), timeout=3) as reply:
             return int(reply.status)
     except urllib.error.HTTPError as exc:
         return exc.code
@@ -118,10 +123,7 @@ def _status(url: str, token: str | None = None) -> int:
 
 
 def _json(url: str, token: str | None = None) -> Any:
-    request = urllib.request.Request(url)
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(request, timeout=5) as reply:
+    with urllib.request.urlopen(_request(url, token), timeout=5) as reply:
         return json.loads(reply.read())
 
 
@@ -211,7 +213,7 @@ def test_image_when_run_by_compose_then_uid_10001_on_a_read_only_root(stack: Sta
     assert docker("exec", ingest, "id", "-u").strip() == "10001"
     # Even root cannot write outside the tmpfs; the service can write its /tmp.
     refused = subprocess.run(
-        ["/usr/bin/docker", "exec", "-u", "0", ingest, "touch", "/app/written"],
+        [str(DOCKER), "exec", "-u", "0", ingest, "touch", "/app/written"],
         capture_output=True,
         text=True,
         timeout=30,

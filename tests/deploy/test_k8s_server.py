@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.deploy.test_k8s import K8S_VERSIONS
-from tests.deploy.tools import OVERLAYS, ROOT, SERVICES, TOOLS, load_all, missing, tool
+from tests.deploy.tools import OVERLAYS, ROOT, SERVICES, TOOLS, load_all, missing, run, tool
 from tickpipe.infra import free_port
 
 pytestmark = pytest.mark.timeout(600)
@@ -44,14 +44,7 @@ class ApiServer:
     kubeconfig: Path
 
     def run(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(self.kubectl), "--kubeconfig", str(self.kubeconfig), *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        return run([self.kubectl, "--kubeconfig", self.kubeconfig, *args], input=stdin)
 
     def apply(self, docs: list[dict[str, Any]], *flags: str) -> subprocess.CompletedProcess[str]:
         return self.run("apply", *flags, "-f", "-", stdin=yaml.safe_dump_all(docs))
