@@ -284,17 +284,8 @@ class _RestartedFeed:
         self._stopped.set()
 
 
-def test_exchange_source_when_resumed_publishes_only_new_trades_numbered_on(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    _RestartedFeed.trades = [_exchange_trade(str(n), f.T0 + n) for n in range(95, 106)]
-    monkeypatch.setattr(exchange_module, "Feed", _RestartedFeed)
-    bus = MemoryBus()
-    bus.producer("ingest").send(
-        encode_emit(Emit(TRADES, f.trade(trade_id="100", ingest_seq=41)), ())
-    )
-    bus.producer("ingest").send(encode_emit(Emit(QUOTES, f.quote(ingest_seq=42)), ()))
-    ctx = _ctx(bus, kafka=True)
+def _resumed_exchange_source(limit: int) -> ExchangeSource:
+    """A live Binance BTC/USDT source that resumes from the trades topic's tail."""
     clock = SimClock(f.T0 + 10**9)
     quality = QualityReporter("exchange:binance")
     normalize = Normalizer(
@@ -306,7 +297,21 @@ def test_exchange_source_when_resumed_publishes_only_new_trades_numbered_on(
         quality=quality,
     )
     config = ExchangeConfig("binance", ("BTC/USDT",))
-    source = ExchangeSource(config, normalize, clock, quality, limit=5, resume=True)
+    return ExchangeSource(config, normalize, clock, quality, limit=limit, resume=True)
+
+
+def test_exchange_source_when_resumed_publishes_only_new_trades_numbered_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _RestartedFeed.trades = [_exchange_trade(str(n), f.T0 + n) for n in range(95, 106)]
+    monkeypatch.setattr(exchange_module, "Feed", _RestartedFeed)
+    bus = MemoryBus()
+    bus.producer("ingest").send(
+        encode_emit(Emit(TRADES, f.trade(trade_id="100", ingest_seq=41)), ())
+    )
+    bus.producer("ingest").send(encode_emit(Emit(QUOTES, f.quote(ingest_seq=42)), ()))
+    ctx = _ctx(bus, kafka=True)
+    source = _resumed_exchange_source(limit=5)
     source.on_start(ctx)
 
     emits = list(source)
@@ -327,19 +332,7 @@ def test_exchange_source_when_trades_were_missed_while_down_reports_the_gap(
     bus.producer("ingest").send(
         encode_emit(Emit(TRADES, f.trade(trade_id="100", ingest_seq=41)), ())
     )
-    clock = SimClock(f.T0 + 10**9)
-    quality = QualityReporter("exchange:binance")
-    normalize = Normalizer(
-        clock,
-        EventIds(clock, seed=3),
-        "exchange:binance",
-        Validator(quality=quality),
-        live=True,
-        quality=quality,
-    )
-    source = ExchangeSource(
-        ExchangeConfig("binance", ("BTC/USDT",)), normalize, clock, quality, limit=2, resume=True
-    )
+    source = _resumed_exchange_source(limit=2)
     source.on_start(_ctx(bus, kafka=True))
 
     emits = list(source)
